@@ -1,0 +1,75 @@
+"""Data sets by name: embedded ones (``digits``) and real ones read from a data directory
+(``--data-dir`` or ``$MTLKIT_DATA``), never downloaded."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mtlkit.data.multitask import MultiTaskData
+from mtlkit.datasets._paths import ENV_VAR
+from mtlkit.errors import UnknownNameError
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    summary: str
+    needs_data_dir: bool
+    loader: Callable[..., MultiTaskData]
+
+
+def _digits(data_dir: Any = None, **kw: Any) -> MultiTaskData:
+    from mtlkit.datasets.digits import load_digits
+
+    return load_digits(**kw)
+
+
+def _mnist(data_dir: Any = None, **kw: Any) -> MultiTaskData:
+    from mtlkit.datasets.mnist import load_mnist_mtl
+
+    return load_mnist_mtl(data_dir, **kw)
+
+
+def _school(data_dir: Any = None, **kw: Any) -> MultiTaskData:
+    from mtlkit.datasets.school import load_school
+
+    return load_school(data_dir, **kw)
+
+
+def _school3(data_dir: Any = None, **kw: Any) -> MultiTaskData:
+    from mtlkit.datasets.school import load_school_3class
+
+    return load_school_3class(data_dir, **kw)
+
+
+_DATASETS = {d.name: d for d in (
+    DatasetInfo("digits", "embedded: scikit-learn 8x8 digits, 10 one-vs-rest binary tasks (~360 rows each)",
+                False, _digits),
+    DatasetInfo("mnist-mtl", "TOMATO's MNIST-MTL: 10 one-vs-rest tasks, 900 pos + 9x100 neg from the MNIST "
+                "test images, PCA-64 fitted on training rows", True, _mnist),
+    DatasetInfo("school", "ILEA School: 139 regression tasks (exam score), 28 features, Argyriou's 10 splits",
+                True, _school),
+    DatasetInfo("school-3class", "TOMATO's School: 139 tasks, score binned into 3 classes", True, _school3),
+)}
+
+
+def names() -> list[str]:
+    """All data set names."""
+    return list(_DATASETS)
+
+
+def info(name: str) -> DatasetInfo:
+    if name not in _DATASETS:
+        raise UnknownNameError(f"unknown data set {name!r}; known data sets: {', '.join(names())}")
+    return _DATASETS[name]
+
+
+def load(name: str, data_dir: str | Path | None = None, **kwargs: Any) -> MultiTaskData:
+    """Load a data set by name; real ones read from ``data_dir`` or ``$MTLKIT_DATA``."""
+    return info(name).loader(data_dir, **kwargs)
+
+
+__all__ = ["ENV_VAR", "DatasetInfo", "info", "load", "names"]

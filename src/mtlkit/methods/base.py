@@ -1,0 +1,80 @@
+"""What a method is: an architecture + penalties + proximal steps + a gradient combiner (`MethodParts`),
+and the registry entry that builds it and describes it (`MethodInfo`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from mtlkit.data.spec import KINDS, DataInfo
+from mtlkit.data.tensors import Batch, DeviceData
+from mtlkit.optim.combiners import Combiner, SumCombiner
+
+
+@dataclass
+class ModelOutput:
+    """A model's predictions ``pred`` [T, B, P] plus any named intermediate tensors a penalty needs
+    (e.g. AMTFL's penultimate features, SRDML's shared feature map)."""
+
+    pred: torch.Tensor
+    features: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def as_output(out: torch.Tensor | ModelOutput) -> ModelOutput:
+    return out if isinstance(out, ModelOutput) else ModelOutput(out)
+
+
+Penalty = Callable[[nn.Module, ModelOutput, Batch], torch.Tensor]
+"""A scalar added to the objective: a function of the parameters and, if needed, the batch's features."""
+
+Prox = Callable[[nn.Module, float], None]
+"""A proximal step applied in place after each optimizer step, given the current learning rate."""
+
+
+@dataclass
+class MethodParts:
+    """The four pluggable pieces of a method, as the Trainer consumes them (it never reads a name)."""
+
+    model: nn.Module
+    penalties: Sequence[Penalty] = ()
+    proxes: Sequence[Prox] = ()
+    combiner: Combiner = field(default_factory=SumCombiner)
+    shared_parameters: Callable[[nn.Module], list[nn.Parameter]] | None = None
+
+
+Fit = Callable[[MethodParts, DeviceData, dict[str, Any]], None]
+"""A non-SGD training routine (closed form, alternating solvers) that sets the model's parameters."""
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """A registry entry: how to build the method and what a person (and the CLI) should know about it.
+
+    ``defaults`` are the method's own hyper-parameters (training ones too, where they differ from the
+    Trainer's); ``grid`` is the small default search space model selection uses on validation.
+    ``fit`` replaces SGD training for closed-form or alternating methods.
+    """
+
+    name: str
+    summary: str
+    paper: str
+    build: Callable[[DataInfo, dict[str, Any]], MethodParts]
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    grid: Mapping[str, Sequence[Any]] | Callable[[str], Mapping[str, Sequence[Any]]] = field(default_factory=dict)
+    kinds: tuple[str, ...] = KINDS
+    needs: tuple[str, ...] = ()
+    fit: Fit | None = None
+    aliases: tuple[str, ...] = ()
+
+    def grid_for(self, kind: str) -> dict[str, list[Any]]:
+        """The default selection grid for tasks of ``kind``."""
+        g = self.grid(kind) if callable(self.grid) else self.grid
+        return {k: list(v) for k, v in g.items()}
+
+    @property
+    def trained_by_sgd(self) -> bool:
+        return self.fit is None

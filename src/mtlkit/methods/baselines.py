@@ -1,0 +1,97 @@
+"""The sharing spectrum's three reference points: `stl` (nothing shared), `hard-share` (shared bottom,
+task heads; TOMATO's Shared-bottom) and `single` (everything shared, one network for all tasks)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from mtlkit.data.spec import DataInfo
+from mtlkit.methods.base import MethodInfo, MethodParts
+from mtlkit.methods.registry import register
+from mtlkit.nn import MLP, TaskMLP
+
+ARCH_DEFAULTS: dict[str, Any] = {"hidden": [64], "head_hidden": [32], "activation": "relu", "dropout": 0.0}
+ARCH_GRID: dict[str, list[Any]] = {"lr": [1e-3, 1e-2]}
+
+
+def _flatten(x: torch.Tensor, shared: bool, n_tasks: int) -> torch.Tensor:
+    """Vector features: [B, d] (shared) or [T, B, d] (heterogeneous), whatever the raw feature shape."""
+    return x.reshape(x.shape[0], -1) if shared else x.reshape(n_tasks, x.shape[1], -1)
+
+
+class STLNet(nn.Module):
+    """One MLP per task, stacked on the task axis (``TaskMLP``), never T separate modules."""
+
+    def __init__(self, info: DataInfo, hidden: list[int], head_hidden: list[int], activation: str,
+                 dropout: float) -> None:
+        super().__init__()
+        self.shared, self.n_tasks = info.shared, info.n_tasks
+        sizes = [info.n_features, *hidden, *head_hidden, info.spec.n_outputs]
+        self.net = TaskMLP(info.n_tasks, sizes, activation, dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(_flatten(x, self.shared, self.n_tasks))
+
+
+class SingleNet(nn.Module):
+    """One MLP for all tasks: every task gets the same function of its input."""
+
+    def __init__(self, info: DataInfo, hidden: list[int], head_hidden: list[int], activation: str,
+                 dropout: float) -> None:
+        super().__init__()
+        self.shared, self.n_tasks = info.shared, info.n_tasks
+        self.net = MLP([info.n_features, *hidden, *head_hidden, info.spec.n_outputs], activation, dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net(_flatten(x, self.shared, self.n_tasks))
+        return out.expand(self.n_tasks, *out.shape) if self.shared else out
+
+
+class HardShareNet(nn.Module):
+    """Shared bottom MLP ``φ`` (``hidden``) then task-specific heads (``head_hidden`` then the output)."""
+
+    def __init__(self, info: DataInfo, hidden: list[int], head_hidden: list[int], activation: str,
+                 dropout: float) -> None:
+        super().__init__()
+        if not hidden:
+            raise ValueError("hard-share needs at least one shared hidden layer (hidden=[...])")
+        self.shared, self.n_tasks = info.shared, info.n_tasks
+        self.bottom = MLP([info.n_features, *hidden], activation, dropout, last_activation=True)
+        self.heads = TaskMLP(info.n_tasks, [hidden[-1], *head_hidden, info.spec.n_outputs], activation, dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.heads(self.bottom(_flatten(x, self.shared, self.n_tasks)))
+
+
+def _arch(hp: dict[str, Any]) -> dict[str, Any]:
+    return {k: hp[k] for k in ARCH_DEFAULTS}
+
+
+def _shared_bottom(model: nn.Module) -> list[nn.Parameter]:
+    return list(model.bottom.parameters())
+
+
+register(MethodInfo(
+    name="stl",
+    summary="Single-task learning: an independent MLP per task (hidden + head_hidden), stacked on the task axis.",
+    paper="Baseline of every paper (TOMATO's 'Separate', SRDML's 'STL', AMTFL's 'NN' per task)",
+    build=lambda info, hp: MethodParts(STLNet(info, **_arch(hp))),
+    defaults=ARCH_DEFAULTS, grid=ARCH_GRID, aliases=("separate",),
+))
+register(MethodInfo(
+    name="single",
+    summary="One MLP shared by all tasks (no task-specific parameters): the fully shared end of the spectrum.",
+    paper="TOMATO (Wang et al.) Table 3 'Single'",
+    build=lambda info, hp: MethodParts(SingleNet(info, **_arch(hp))),
+    defaults=ARCH_DEFAULTS, grid=ARCH_GRID,
+))
+register(MethodInfo(
+    name="hard-share",
+    summary="Hard parameter sharing: shared bottom MLP (hidden) + task-specific MLP heads (head_hidden).",
+    paper="Caruana 1997; TOMATO's 'Shared-bottom', SRDML's 'Hard-Share'",
+    build=lambda info, hp: MethodParts(HardShareNet(info, **_arch(hp)), shared_parameters=_shared_bottom),
+    defaults=ARCH_DEFAULTS, grid=ARCH_GRID, aliases=("shared-bottom",),
+))

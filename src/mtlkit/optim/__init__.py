@@ -1,0 +1,7 @@
+"""Optimisation pieces a method plugs in: gradient combiners, schedules (proximal operators and task
+weightings arrive with the methods that need them)."""
+
+from mtlkit.optim.combiners import Combiner, SumCombiner
+from mtlkit.optim.schedule import exponential_decay
+
+__all__ = ["Combiner", "SumCombiner", "exponential_decay"]

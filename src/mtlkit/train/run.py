@@ -1,0 +1,311 @@
+"""A trained method (`Run`): evaluate, predict, save and load; and `train`, which makes one."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mtlkit.data.multitask import MultiTaskData
+from mtlkit.data.normalize import Normalizer
+from mtlkit.data.spec import DataInfo
+from mtlkit.data.splits import Split
+from mtlkit.data.transforms import FittedPCA
+from mtlkit.errors import DataError, MtlkitError
+from mtlkit.methods import registry
+from mtlkit.methods.base import MethodParts, as_output
+from mtlkit.train.config import TRAIN_DEFAULTS, merge_hparams
+from mtlkit.train.losses import TaskLoss
+from mtlkit.train.metrics import LOWER_IS_BETTER, PRIMARY_METRIC, average, compute_metrics
+from mtlkit.train.trainer import History, fit_sgd
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` picks CUDA when present (the current CUDA device, never a hard-coded index), else CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise MtlkitError("device 'cuda' was asked for but torch sees no CUDA device")
+    return dev
+
+
+def versions() -> dict[str, str]:
+    from mtlkit import __version__
+
+    return {"mtlkit": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
+@dataclass
+class Evaluation:
+    """Per-task metrics of one data part: ``per_task[metric]`` is ``[T]``; ``mean`` averages tasks."""
+
+    kind: str
+    task_names: tuple[str, ...]
+    per_task: dict[str, np.ndarray]
+    mean: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def primary(self) -> str:
+        """The metric model selection and leaderboards use (rmse, error %, or cross-entropy)."""
+        return PRIMARY_METRIC[self.kind]
+
+    def __str__(self) -> str:
+        names = list(self.per_task)
+        w = max(8, *(len(n) for n in self.task_names))
+        lines = ["task".ljust(w) + "".join(f"{m:>20}" for m in names)]
+        for t, nm in enumerate(self.task_names):
+            lines.append(nm.ljust(w) + "".join(f"{self.per_task[m][t]:>20.4f}" for m in names))
+        lines.append("mean".ljust(w) + "".join(f"{self.mean[m]:>20.4f}" for m in names))
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        def clean(v: float) -> float | None:
+            return float(v) if math.isfinite(v) else None
+
+        return {"per_task": {m: [clean(x) for x in v] for m, v in self.per_task.items()},
+                "mean": {m: clean(v) for m, v in self.mean.items()}}
+
+
+class Run:
+    """A trained model with everything needed to use it on raw inputs: the method and its
+    hyper-parameters, the data description, the fitted feature transform and standardisation."""
+
+    def __init__(self, method: str, hparams: dict[str, Any], info: DataInfo, model: nn.Module,
+                 normalizer: Normalizer, transform: FittedPCA | None = None, history: History | None = None,
+                 split: Split | None = None, seed: int = 0, device: torch.device | None = None,
+                 train_seconds: float = 0.0, selection: list[dict[str, Any]] | None = None,
+                 dataset: str = "custom", checksum: str = "") -> None:
+        self.method, self.hparams, self.info, self.model = method, hparams, info, model
+        self.normalizer, self.transform, self.history, self.split = normalizer, transform, history, split
+        self.seed, self.device, self.train_seconds = seed, device or torch.device("cpu"), train_seconds
+        self.selection = selection or []
+        self.dataset, self.checksum = dataset, checksum
+        self.loss = TaskLoss(info.spec, self.device)
+
+    # ------------------------------------------------------------------ prediction
+    @torch.no_grad()
+    def _outputs(self, data: MultiTaskData, chunk: int = 65536) -> tuple[np.ndarray, Any]:
+        """Link-scale predictions [T, N(, P)] on the original label scale, and the raw padded labels."""
+        self.model.eval()
+        dd = self.normalizer.apply(data).tensors(self.device)
+        preds = []
+        for b in dd.chunks(chunk):
+            preds.append(self.loss.link(as_output(self.model(b.x)).pred).float().cpu())
+        pred = torch.cat(preds, dim=1).numpy().astype(np.float64)
+        if self.info.spec.kind == "regression":
+            pred = self.normalizer.y_inverse(pred)
+        return pred, data.tensors("cpu", dtype=torch.float64)
+
+    def evaluate(self, part: str | MultiTaskData = "test") -> Evaluation:
+        """Per-task metrics on ``"train"``, ``"val"``, ``"test"`` of the training split, or on given data
+        (raw features: the split's transform and the standardisation are applied here)."""
+        if isinstance(part, str):
+            if self.split is None:
+                raise MtlkitError("this run has no split attached (it was loaded); pass a MultiTaskData")
+            data = self.split.part(part)
+        else:
+            data = self._prepare(part)
+        self._check_compatible(data)
+        pred, raw = self._outputs(data)
+        per = compute_metrics(self.info.spec.kind, raw.y.numpy(), pred, raw.mask.numpy(),
+                              n_classes=self.info.spec.n_classes)
+        return Evaluation(self.info.spec.kind, self.info.spec.names, per, average(per))
+
+    def _prepare(self, data: MultiTaskData) -> MultiTaskData:
+        return data.with_features(self.transform.apply) if self.transform is not None else data
+
+    def _check_compatible(self, data: MultiTaskData) -> None:
+        if data.spec.names != self.info.spec.names or data.kind != self.info.spec.kind:
+            raise DataError("the data's tasks differ from the ones this model was trained on "
+                            f"({data.n_tasks} {data.kind} tasks vs {self.info.n_tasks} {self.info.spec.kind})")
+        if data.feature_shape != self.info.feature_shape:
+            raise DataError(f"features have shape {data.feature_shape} per row; the model expects "
+                            f"{self.info.feature_shape}")
+
+    def _task_index(self, task: int | str) -> int:
+        names = self.info.spec.names
+        if isinstance(task, str):
+            if task not in names:
+                raise DataError(f"unknown task {task!r}; tasks: {', '.join(names[:20])}"
+                                + (" ..." if len(names) > 20 else ""))
+            return names.index(task)
+        if not 0 <= int(task) < len(names):
+            raise DataError(f"task index {task} outside 0..{len(names) - 1}")
+        return int(task)
+
+    @torch.no_grad()
+    def predict_proba(self, X: Any, task: int | str | None = None) -> np.ndarray:
+        """Link-scale predictions for raw rows ``X`` [n, ...]: values (regression), P(class 1) (binary)
+        or class probabilities; for one task ``[n(, P)]``, or for every task ``[T, n(, P)]``."""
+        X = np.asarray(X, dtype=np.float64)
+        if self.transform is not None:
+            X = self.transform.apply(X)
+        if X.shape[1:] != self.info.feature_shape:
+            raise DataError(f"X has shape {X.shape[1:]} per row; the model expects {self.info.feature_shape}")
+        if not np.isfinite(X).all():
+            raise DataError("X contains NaN or inf")
+        self.model.eval()
+        x = torch.as_tensor(self.normalizer.x(X), dtype=torch.float32, device=self.device)
+        if not self.info.shared:
+            x = x.expand(self.info.n_tasks, *x.shape)
+        out = self.loss.link(as_output(self.model(x)).pred).cpu().numpy().astype(np.float64)
+        if self.info.spec.kind == "regression":
+            out = self.normalizer.y_inverse(out)
+        return out if task is None else out[self._task_index(task)]
+
+    def predict(self, X: Any, task: int | str | None = None) -> np.ndarray:
+        """Point predictions for raw rows: values (regression) or class labels (classification)."""
+        p = self.predict_proba(X, task)
+        kind = self.info.spec.kind
+        if kind == "regression":
+            return p
+        if kind == "binary":
+            return (p >= 0.5).astype(np.int64)
+        return p.argmax(-1)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, directory: str | Path) -> Path:
+        """Write ``model.safetensors`` (weights, standardisation, transform) and ``run.json``."""
+        from safetensors.torch import save_file
+
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in self.model.state_dict().items()}
+        for k, v in self.normalizer.state().items():
+            tensors[f"normalizer.{k}"] = torch.as_tensor(np.ascontiguousarray(v))
+        if self.transform is not None:
+            for k, v in self.transform.state().items():
+                tensors[f"transform.{k}"] = torch.as_tensor(np.ascontiguousarray(v))
+        save_file(tensors, str(d / "model.safetensors"))
+        meta = {"format": "mtlkit-run/1", "method": self.method, "hparams": self.hparams,
+                "info": self.info.to_json(), "seed": self.seed, "dataset": self.dataset,
+                "checksum": self.checksum, "train_seconds": self.train_seconds,
+                "transform": "pca" if self.transform is not None else None, "versions": versions(),
+                "history": self.history.to_json() if self.history is not None else None,
+                "selection": self.selection}
+        (d / "run.json").write_text(json.dumps(meta, indent=1))
+        return d
+
+    def __repr__(self) -> str:
+        return f"Run({self.method!r}, {self.info.n_tasks} tasks, hparams={self.hparams})"
+
+
+def load(directory: str | Path, device: str | torch.device | None = "cpu") -> Run:
+    """Load a saved `Run` (safetensors + JSON; nothing is unpickled)."""
+    from safetensors.torch import load_file
+
+    d = Path(directory)
+    for f in ("run.json", "model.safetensors"):
+        if not (d / f).exists():
+            raise MtlkitError(f"{d} is not a saved run: {f} is missing")
+    meta = json.loads((d / "run.json").read_text())
+    dev = resolve_device(device)
+    info = DataInfo.from_json(meta["info"])
+    entry = registry.get(meta["method"])
+    torch.manual_seed(0)
+    parts = entry.build(info, dict(meta["hparams"]))
+    tensors = load_file(str(d / "model.safetensors"))
+    state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    parts.model.load_state_dict(state, strict=True)
+    parts.model.to(dev)
+    norm = Normalizer.from_state({k[len("normalizer."):]: v.numpy() for k, v in tensors.items()
+                                  if k.startswith("normalizer.")})
+    transform = None
+    if meta.get("transform") == "pca":
+        transform = FittedPCA(tensors["transform.pca_mean"].numpy(), tensors["transform.pca_components"].numpy())
+    hist = None
+    if meta.get("history"):
+        h = meta["history"]
+        hist = History([np.asarray(v) for v in h["train_loss"]], [np.asarray(v) for v in h["val_loss"]],
+                       h["best_epoch"], h["best_val"] if h["best_val"] is not None else math.inf,
+                       h["diverged"], h["stopped_early"])
+    return Run(meta["method"], meta["hparams"], info, parts.model, norm, transform, hist, None, meta["seed"],
+               dev, meta["train_seconds"], meta.get("selection"), meta.get("dataset", "custom"),
+               meta.get("checksum", ""))
+
+
+# ---------------------------------------------------------------------- training entry point
+def _configs(hparams: dict[str, Any] | None, grid: dict[str, Any] | None) -> list[dict[str, Any]]:
+    base = dict(hparams or {})
+    if not grid:
+        return [base]
+    keys = list(grid)
+    return [{**base, **dict(zip(keys, vals, strict=True))} for vals in itertools.product(*(grid[k] for k in keys))]
+
+
+def train_one(method: str, split: Split, hparams: dict[str, Any] | None = None, seed: int = 0,
+              device: str | torch.device | None = None, progress: bool | None = None,
+              standardize: bool = True) -> Run:
+    """Train ``method`` once with fixed hyper-parameters on ``split.train`` (early stopping on ``split.val``)."""
+    entry = registry.get(method)
+    train = split.train
+    if train.kind not in entry.kinds:
+        raise MtlkitError(f"method {method!r} does not handle {train.kind} tasks (it handles "
+                          f"{', '.join(entry.kinds)})")
+    defaults = dict(entry.defaults) if entry.fit is not None else {**TRAIN_DEFAULTS, **entry.defaults}
+    hp = merge_hparams(defaults, hparams, method)
+    dev = resolve_device(device)
+    info = train.info()
+    norm = Normalizer.fit(train, standardize_x=standardize, standardize_y=standardize)
+    torch.manual_seed(seed)
+    parts: MethodParts = entry.build(info, hp)
+    parts.model.to(dev)
+    loss = TaskLoss(info.spec, dev)
+    train_dd = norm.apply(train).tensors(dev)
+    t0 = time.perf_counter()
+    hist = None
+    if entry.fit is not None:
+        entry.fit(parts, train_dd, hp)
+    else:
+        val_dd = norm.apply(split.val).tensors(dev) if split.val is not None else None
+        hist = fit_sgd(parts, loss, train_dd, val_dd, hp, seed=seed, progress=progress)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    secs = time.perf_counter() - t0
+    src = split.source or train
+    return Run(entry.name, hp, info, parts.model, norm, split.transform, hist, split, seed, dev, secs,
+               dataset=src.name, checksum=src.checksum())
+
+
+def train(method: str, split: Split, hparams: dict[str, Any] | None = None, seed: int = 0,
+          device: str | torch.device | None = None, grid: dict[str, list[Any]] | None = None,
+          progress: bool | None = None, standardize: bool = True) -> Run:
+    """Train ``method`` on ``split``; with a ``grid`` (name -> values), train every combination and keep
+    the one with the best mean validation primary metric (RMSE, error %, or cross-entropy).
+
+    The returned run's ``selection`` lists every configuration tried with its validation score.
+    """
+    configs = _configs(hparams, grid)
+    if len(configs) > 1 and split.val is None:
+        raise MtlkitError("selecting hyper-parameters needs a validation part: split with val > 0")
+    best: Run | None = None
+    best_score = math.inf
+    tried: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    for cfg in configs:
+        run = train_one(method, split, cfg, seed=seed, device=device, progress=progress, standardize=standardize)
+        if len(configs) == 1:
+            return run
+        ev = run.evaluate("val")
+        score = ev.mean[ev.primary]
+        sign = 1.0 if LOWER_IS_BETTER[ev.primary] else -1.0
+        tried.append({"hparams": cfg, f"val_{ev.primary}": score if math.isfinite(score) else None})
+        if math.isfinite(score) and (best is None or sign * score < best_score):
+            best, best_score = run, sign * score
+    if best is None:
+        raise MtlkitError(f"every configuration of {method!r} diverged (non-finite validation metric); "
+                          "try a lower learning rate")
+    best.selection = tried
+    best.train_seconds = time.perf_counter() - t0
+    return best
