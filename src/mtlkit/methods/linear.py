@@ -28,7 +28,9 @@ class LinearNet(nn.Module):
         return self.linear(x)
 
 
-def ridge_per_task(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+def ridge_per_task(
+    x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, alpha: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Batched closed-form ridge with an unpenalised intercept, one problem per task:
     ``min_w ||y_t - X_t w - b||² + alpha ||w||²`` (scikit-learn's ``Ridge`` objective).
 
