@@ -1,0 +1,159 @@
+"""The `mtlkit` command: `bench`, `datasets`, `methods`. Input errors print one line and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from mtlkit.errors import MtlkitError
+
+DEFAULT_METHODS = "stl,single,hard-share"
+
+
+def machine_description() -> str:
+    import torch
+
+    dev = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores, Python "
+            f"{platform.python_version()}, torch {torch.__version__}{dev}")
+
+
+def _parse_hparams(items: Sequence[str]) -> dict[str, object]:
+    import json
+
+    out: dict[str, object] = {}
+    for it in items:
+        if "=" not in it:
+            raise MtlkitError(f"--set expects NAME=VALUE, got {it!r}")
+        k, v = it.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from mtlkit import datasets
+    from mtlkit.data.multitask import MultiTaskData
+    from mtlkit.experiments.bench import IMPROVEMENT_DEFINITION, leaderboard, run_bench, write_results
+    from mtlkit.experiments.store import ResultsStore
+
+    if args.data is not None:
+        if not args.task or not args.target:
+            raise MtlkitError("--data needs --task COLUMN and --target COLUMN")
+        data = MultiTaskData.from_table(args.data, task=args.task, target=args.target, kind=args.kind,
+                                        categorical=args.categorical)
+    else:
+        data = datasets.load(args.dataset, data_dir=args.data_dir)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if not methods:
+        raise MtlkitError("--methods is empty")
+    out_dir = Path(args.out)
+    store = ResultsStore(out_dir / "results.sqlite")
+    console = Console()
+    console.print(f"[bold]{data!r}[/bold]")
+    res = run_bench(data, methods, n_splits=args.splits, seed=args.seed, device=args.device, store=store,
+                    select=not args.no_select, hparams=_parse_hparams(args.set))
+    arrow = "lower is better" if res.lower_is_better else "higher is better"
+    table = Table(title=f"{data.name}: test {res.metric} ({arrow}) over {len(res.splits)} splits")
+    for col in ("method", f"{res.metric} mean ± 95% CI", "Δ vs STL (%)", "tasks hurt", "time (s)"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for r in sorted(leaderboard(res), key=lambda r: r.mean if res.lower_is_better else -r.mean):
+        ci = "n/a" if r.ci != r.ci else f"{r.ci:.3f}"
+        table.add_row(r.method, f"{r.mean:.3f} ± {ci}",
+                      "–" if r.improvement is None else f"{r.improvement:+.2f}",
+                      "–" if r.hurt is None else f"{r.hurt}/{data.n_tasks}", f"{r.seconds:.1f}")
+    console.print(table)
+    console.print(IMPROVEMENT_DEFINITION, style="dim")
+    command = "mtlkit " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[0].endswith("mtlkit") else ""
+    files = write_results(res, out_dir, command=command, machine=machine_description())
+    console.print(f"results: {', '.join(map(str, files))} and {store.path}")
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from mtlkit import datasets
+
+    for n in datasets.names():
+        d = datasets.info(n)
+        where = f"reads ${datasets.ENV_VAR} / --data-dir" if d.needs_data_dir else "embedded"
+        print(f"{n:<15} {d.summary} [{where}]")
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from mtlkit import methods
+
+    names = [args.name] if args.name else methods.names()
+    for n in names:
+        d = methods.describe(n)
+        alias = f" (alias: {', '.join(d['aliases'])})" if d["aliases"] else ""
+        print(f"{n}{alias}: {d['summary']}")
+        print(f"    paper: {d['paper']}")
+        print(f"    tasks: {', '.join(d['kinds'])}; training: {d['training']}")
+        print("    hyper-parameters: " + ", ".join(f"{k}={v}" for k, v in d["hyperparameters"].items()))
+        grids = {k: v for k, v in d["grid"].items() if v}
+        if grids:
+            distinct = {str(v) for v in grids.values()}
+            shown = next(iter(grids.values())) if len(distinct) == 1 else grids
+            print(f"    default selection grid: {shown}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mtlkit import __version__
+
+    p = argparse.ArgumentParser(prog="mtlkit", description="Multi-task learning: train, compare and inspect methods.")
+    p.add_argument("--version", action="version", version=f"mtlkit {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("bench", help="compare methods on one data set over several splits")
+    b.add_argument("--dataset", default="digits", help="a data set name (see `mtlkit datasets`); default digits")
+    b.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated (default {DEFAULT_METHODS})")
+    b.add_argument("--splits", type=int, default=3, help="number of splits (default 3)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--data", type=Path, help="your own CSV/Parquet table instead of --dataset")
+    b.add_argument("--task", help="task column of --data")
+    b.add_argument("--target", help="target column of --data")
+    b.add_argument("--kind", choices=["regression", "binary", "multiclass"], help="task kind of --data (inferred)")
+    b.add_argument("--categorical", action="store_true", help="one-hot the non-numeric feature columns of --data")
+    b.add_argument("--data-dir", type=Path, help="data directory (default: $MTLKIT_DATA)")
+    b.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    b.add_argument("--out", default="results", help="folder for results.sqlite and the tables (default results/)")
+    b.add_argument("--no-select", action="store_true", help="skip the validation grid: use default hyper-parameters")
+    b.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="fix a hyper-parameter for every method that has it, e.g. --set epochs=50")
+    b.set_defaults(func=cmd_bench)
+
+    d = sub.add_parser("datasets", help="list the data sets")
+    d.set_defaults(func=cmd_datasets)
+    m = sub.add_parser("methods", help="list the methods with their paper and hyper-parameters")
+    m.add_argument("name", nargs="?", help="one method")
+    m.set_defaults(func=cmd_methods)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except MtlkitError as e:
+        print(f"mtlkit: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mtlkit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""`mtlkit bench`: several methods on one data set over several splits, each selected on validation,
+summarised as a leaderboard (mean ± 95% CI, task-wise improvement over STL, tasks hurt)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mtlkit.data.multitask import MultiTaskData
+from mtlkit.data.splits import Split
+from mtlkit.errors import MtlkitError
+from mtlkit.experiments.stats import mean_ci, tasks_hurt, taskwise_improvement
+from mtlkit.experiments.store import ResultsStore
+from mtlkit.methods import registry
+from mtlkit.progress import progress_bar
+from mtlkit.train.metrics import LOWER_IS_BETTER, PRIMARY_METRIC
+from mtlkit.train.run import train
+
+IMPROVEMENT_DEFINITION = ("Δ vs STL: TOMATO Table 4's task-wise improvement, per task 100·(m_STL − m)/m_STL for "
+                          "error-like metrics (sign flipped for accuracy-like), averaged over tasks; each task's "
+                          "metric is first averaged over splits. Tasks hurt: tasks whose split-averaged metric is "
+                          "worse than STL's (negative transfer).")
+
+
+@dataclass
+class BenchResult:
+    """Test metric per method, split and task (``scores[method]`` is ``[splits, T]``) and the runs' details."""
+
+    dataset: str
+    checksum: str
+    kind: str
+    task_names: tuple[str, ...]
+    metric: str
+    splits: list[str]
+    scores: dict[str, np.ndarray] = field(default_factory=dict)
+    seconds: dict[str, list[float]] = field(default_factory=dict)
+    hparams: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def lower_is_better(self) -> bool:
+        return LOWER_IS_BETTER[self.metric]
+
+
+@dataclass
+class LeaderboardRow:
+    method: str
+    mean: float
+    ci: float
+    improvement: float | None
+    hurt: int | None
+    seconds: float
+
+
+def make_splits(data: MultiTaskData, n_splits: int, seed: int = 0, test: float = 0.2,
+                val: float = 0.2) -> list[tuple[str, Split]]:
+    """The data set's own predefined splits when it has them (School: Argyriou's), else random ones."""
+    if n_splits < 1:
+        raise MtlkitError(f"--splits must be at least 1, got {n_splits}")
+    out = []
+    if data.predefined_splits:
+        if n_splits > len(data.predefined_splits):
+            raise MtlkitError(f"{data.name} has {len(data.predefined_splits)} predefined splits; asked for {n_splits}")
+        for i in range(n_splits):
+            tr, te = data.predefined_splits[i]
+            out.append((f"given-{i + 1}", data.split_indices(tr, te, val_fraction=val, seed=seed + i)))
+    else:
+        for i in range(n_splits):
+            out.append((f"seed-{seed + i}", data.split(test=test, val=val, seed=seed + i)))
+    return out
+
+
+def run_bench(data: MultiTaskData, methods: Sequence[str], n_splits: int = 3, seed: int = 0,
+              device: str | None = None, store: ResultsStore | None = None, select: bool = True,
+              hparams: dict[str, Any] | None = None, progress: bool | None = None,
+              experiment: str = "bench") -> BenchResult:
+    """Train every method on every split (grid-selected on validation), record the runs, collect test scores."""
+    entries = [registry.get(m) for m in methods]
+    for e in entries:
+        if data.kind not in e.kinds:
+            raise MtlkitError(f"method {e.name!r} does not handle {data.kind} tasks")
+    splits = make_splits(data, n_splits, seed)
+    metric = PRIMARY_METRIC[data.kind]
+    res = BenchResult(data.name, data.checksum(), data.kind, data.task_names, metric, [s for s, _ in splits],
+                      notes=list(data.notes))
+    for e in entries:
+        res.scores[e.name] = np.full((len(splits), data.n_tasks), np.nan)
+        res.seconds[e.name], res.hparams[e.name] = [], []
+    with progress_bar(len(splits) * len(entries), f"bench {data.name}", progress) as bar:
+        for i, (label, split) in enumerate(splits):
+            for e in entries:
+                t0 = time.perf_counter()
+                hp = {k: v for k, v in (hparams or {}).items() if k in _known(e)}
+                grid = e.grid_for(data.kind) if select else None
+                grid = {k: v for k, v in (grid or {}).items() if k not in hp} or None
+                run = train(e.name, split, hparams=hp, grid=grid, seed=seed + i, device=device, progress=False)
+                test_ev = run.evaluate("test")
+                val_ev = run.evaluate("val") if split.val is not None else None
+                res.scores[e.name][i] = test_ev.per_task[metric]
+                res.seconds[e.name].append(time.perf_counter() - t0)
+                res.hparams[e.name].append(run.hparams)
+                if store is not None:
+                    store.add(run, experiment, label, val_ev, test_ev)
+                bar.advance(status=f"{e.name} {label}: {metric} {test_ev.mean[metric]:.4g}")
+    return res
+
+
+def _known(entry: Any) -> set[str]:
+    from mtlkit.train.config import TRAIN_DEFAULTS
+
+    return set(entry.defaults) | (set() if entry.fit is not None else set(TRAIN_DEFAULTS))
+
+
+def leaderboard(res: BenchResult, reference: str | None = None) -> list[LeaderboardRow]:
+    """Per-method mean ± 95% CI (over splits) of the task-averaged test metric, Δ vs the reference, tasks hurt."""
+    ref = reference or next((m for m in ("stl", "stl-linear") if m in res.scores), None)
+    rows = []
+    for m, s in res.scores.items():
+        per_split = np.nanmean(s, axis=1)
+        mean, ci = mean_ci(per_split)
+        imp = hurt = None
+        if ref is not None and m != ref:
+            a, b = np.nanmean(s, axis=0), np.nanmean(res.scores[ref], axis=0)
+            imp = float(np.nanmean(taskwise_improvement(a, b, res.lower_is_better)))
+            hurt = tasks_hurt(a, b, res.lower_is_better)
+        rows.append(LeaderboardRow(m, float(mean), float(ci), imp, hurt, float(np.sum(res.seconds[m]))))
+    return rows
+
+
+def _fmt(x: float | None, spec: str = ".2f") -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+def leaderboard_markdown(res: BenchResult, command: str = "", machine: str = "") -> str:
+    """The leaderboard and the per-task table as Markdown, with the provenance a reader needs."""
+    rows = leaderboard(res)
+    ref = next((m for m in ("stl", "stl-linear") if m in res.scores), None)
+    arrow = "lower is better" if res.lower_is_better else "higher is better"
+    out = [f"# mtlkit bench: {res.dataset}", ""]
+    if command:
+        out += [f"Command: `{command}`", ""]
+    out += [f"Data: {res.dataset} ({len(res.task_names)} {res.kind} tasks), checksum `{res.checksum}`; "
+            f"splits: {', '.join(res.splits)}" + (f"; machine: {machine}" if machine else ""), ""]
+    out += [f"- {n}" for n in res.notes] + ([""] if res.notes else [])
+    out += [f"| method | test {res.metric} ({arrow}), mean ± 95% CI | Δ vs {ref or 'STL'} (%) | tasks hurt | "
+            "time (s) |", "|---|---|---|---|---|"]
+    for r in rows:
+        hurt = "–" if r.hurt is None else f"{r.hurt}/{len(res.task_names)}"
+        out.append(f"| {r.method} | {r.mean:.3f} ± {_fmt(r.ci, '.3f')} | {_fmt(r.improvement)} | {hurt} | "
+                   f"{r.seconds:.1f} |")
+    out += ["", IMPROVEMENT_DEFINITION, "", f"## Per task: test {res.metric}, mean over splits", ""]
+    methods = list(res.scores)
+    out.append("| task | " + " | ".join(methods) + " |")
+    out.append("|---|" + "---|" * len(methods))
+    for t, nm in enumerate(res.task_names):
+        out.append(f"| {nm} | " + " | ".join(_fmt(float(np.nanmean(res.scores[m][:, t])), ".3f")
+                                            for m in methods) + " |")
+    out += ["", "## Selected hyper-parameters per split", ""]
+    for m in methods:
+        out.append(f"- {m}: " + "; ".join(str(h) for h in res.hparams[m]))
+    return "\n".join(out) + "\n"
+
+
+def write_results(res: BenchResult, out_dir: str | Path, command: str = "", machine: str = "") -> list[Path]:
+    """``bench-<dataset>.md`` (leaderboard + per-task table) and ``bench-<dataset>.csv`` (long format)."""
+    d = Path(out_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    md = d / f"bench-{res.dataset}.md"
+    md.write_text(leaderboard_markdown(res, command, machine))
+    csv = d / f"bench-{res.dataset}.csv"
+    lines = [f"method,split,task,{res.metric}"]
+    for m, s in res.scores.items():
+        for i, sp in enumerate(res.splits):
+            for t, nm in enumerate(res.task_names):
+                lines.append(f"{m},{sp},{nm},{s[i, t]:.6g}")
+    csv.write_text("\n".join(lines) + "\n")
+    return [md, csv]
