@@ -30,30 +30,33 @@ def _as_float_array(a: Any, what: str) -> np.ndarray:
     return arr.astype(np.float64, copy=False)
 
 
-def _check_finite(x: np.ndarray, what: str) -> None:
+def _check_finite(x: np.ndarray, what: str, rows: np.ndarray | None = None) -> None:
+    """``rows`` maps x's rows to the row numbers a person sees (when missing labels were removed)."""
     bad = ~np.isfinite(x)
     if bad.any():
         pos = np.argwhere(bad)[0]
         kind = "NaN" if np.isnan(x[tuple(pos)]) else "inf"
         col = "" if x.ndim < 2 else f", column {int(pos[1])}" if x.ndim == 2 else f", position {tuple(pos[1:])}"
-        raise DataError(f"{what} has {int(bad.sum())} non-finite value(s); first: {kind} at row {int(pos[0])}{col}")
+        row = int(pos[0]) if rows is None else int(rows[pos[0]])
+        raise DataError(f"{what} has {int(bad.sum())} non-finite value(s); first: {kind} at row {row}{col}")
 
 
-def _check_labels(y: np.ndarray, kind: str, p: int, what: str) -> None:
-    """Labels of one task with missing entries already removed."""
+def _check_labels(y: np.ndarray, kind: str, p: int, what: str, rows: np.ndarray | None = None) -> None:
+    """Labels of one task with missing entries already removed; ``rows`` are their original row numbers."""
     if kind == "distribution":
         if y.ndim != 2:
             raise DataError(f"{what}: distribution labels must be [n, classes], got shape {y.shape}")
         if y.shape[1] != p:
             raise DataError(f"{what}: distribution labels have {y.shape[1]} columns, expected {p}")
-        _check_finite(y, what)
+        _check_finite(y, what, rows)
         if (y < 0).any() or not np.allclose(y.sum(1), 1.0, atol=1e-4):
-            row = int(np.argmax((y < 0).any(1) | ~np.isclose(y.sum(1), 1.0, atol=1e-4)))
-            raise DataError(f"{what}: soft labels must be non-negative and sum to 1; row {row} is {y[row].tolist()}")
+            i = int(np.argmax((y < 0).any(1) | ~np.isclose(y.sum(1), 1.0, atol=1e-4)))
+            row = i if rows is None else int(rows[i])
+            raise DataError(f"{what}: soft labels must be non-negative and sum to 1; row {row} is {y[i].tolist()}")
         return
     if y.ndim != 1:
         raise DataError(f"{what}: labels must be a vector, got shape {y.shape}")
-    _check_finite(y, what)
+    _check_finite(y, what, rows)
     if kind == "regression":
         return
     valid = np.arange(p)
@@ -61,7 +64,8 @@ def _check_labels(y: np.ndarray, kind: str, p: int, what: str) -> None:
     if bad.any():
         i = int(np.argmax(bad))
         allowed = "{0, 1}" if kind == "binary" else f"the integers 0..{p - 1}"
-        raise DataError(f"{what}: label {y[i]:g} at row {i} is outside the task's classes ({allowed})")
+        row = i if rows is None else int(rows[i])
+        raise DataError(f"{what}: label {y[i]:g} at row {row} is outside the task's classes ({allowed})")
 
 
 class MultiTaskData:
@@ -208,7 +212,8 @@ class MultiTaskData:
                 known = ~np.isnan(yt) if yt.ndim == 1 else ~np.isnan(yt).any(1)
                 if not known.any():
                     raise DataError(f"task {spec.names[t]!r} is empty: every label is missing")
-                _check_labels(yt[known], spec.kind, spec.n_classes[t], f"labels of task {spec.names[t]!r}")
+                _check_labels(yt[known], spec.kind, spec.n_classes[t], f"labels of task {spec.names[t]!r}",
+                              rows=np.flatnonzero(known))
 
     # ------------------------------------------------------------------ properties
     @property
@@ -266,7 +271,8 @@ class MultiTaskData:
         h = hashlib.sha256()
         h.update(repr((self.spec.kind, self.spec.names, self.spec.n_classes)).encode())
         arrays = (self.xs or []) + (self.ys or []) if self.xs is not None else [self.x, self.y]
-        for a in arrays:
+        for a in arrays:  # shapes too: moving a row from one task to the next changes the data
+            h.update(repr(np.shape(a)).encode())
             h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
         return h.hexdigest()[:16]
 

@@ -85,6 +85,10 @@ def run_bench(data: MultiTaskData, methods: Sequence[str], n_splits: int = 3, se
     for e in entries:
         if data.kind not in e.kinds:
             raise MtlkitError(f"method {e.name!r} does not handle {data.kind} tasks")
+    unknown = sorted(set(hparams or {}) - set().union(*(_known(e) for e in entries)))
+    if unknown:
+        raise MtlkitError(f"hyper-parameter(s) {', '.join(unknown)} belong to none of the methods "
+                          f"{', '.join(e.name for e in entries)} (see `mtlkit methods NAME`)")
     splits = make_splits(data, n_splits, seed)
     metric = PRIMARY_METRIC[data.kind]
     res = BenchResult(data.name, data.checksum(), data.kind, data.task_names, metric, [s for s, _ in splits],
