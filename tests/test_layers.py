@@ -149,12 +149,12 @@ def test_stl_tasks_are_independent():
 
 def test_hard_share_bottom_is_one_function_for_all_tasks():
     torch.manual_seed(0)
-    net = HardShareNet(_info(False), **ARCH)
-    row = torch.randn(1, IN)
-    x = row.expand(T, B, IN).contiguous()  # the same input in every task's slot
+    net = HardShareNet(_info(False), **ARCH).double()
+    x = torch.randn(B, IN, dtype=torch.float64).expand(T, B, IN).contiguous()  # same rows in every task's slot
     feats = net.bottom(x)
     for t in range(T):
-        torch.testing.assert_close(feats[t], feats[0], rtol=0, atol=0)
+        torch.testing.assert_close(feats[t], feats[0], rtol=1e-14, atol=1e-14)
+        torch.testing.assert_close(feats[t], net.bottom(x[0]), rtol=1e-14, atol=1e-14)
     # the output is the task's head applied to the shared features
     out = net(x)
     torch.testing.assert_close(out, net.heads(feats))
@@ -163,11 +163,11 @@ def test_hard_share_bottom_is_one_function_for_all_tasks():
     # perturbing task 1's rows changes nothing for task 0
     x2 = x.clone()
     x2[1] += 1.0
-    torch.testing.assert_close(net(x2)[0], out[0], rtol=0, atol=0)
+    torch.testing.assert_close(net(x2)[0], out[0], rtol=1e-14, atol=1e-14)
     # every task's loss reaches the shared bottom
     for t in range(T):
         net.zero_grad()
-        net(torch.randn(T, B, IN))[t].sum().backward()
+        net(torch.randn(T, B, IN, dtype=torch.float64))[t].sum().backward()
         assert all(p.grad.abs().max() > 0 for p in net.bottom.parameters())
 
 
@@ -182,15 +182,15 @@ def test_hard_share_shared_input_matches_broadcast():
 
 def test_single_net_is_the_same_function_for_every_task():
     torch.manual_seed(0)
-    net = SingleNet(_info(True), **ARCH)
-    out = net(torch.randn(B, IN))
+    net = SingleNet(_info(True), **ARCH).double()
+    out = net(torch.randn(B, IN, dtype=torch.float64))
     for t in range(T):
         torch.testing.assert_close(out[t], out[0], rtol=0, atol=0)
-    net_h = SingleNet(_info(False), **ARCH)
-    row = torch.randn(B, IN)
+    net_h = SingleNet(_info(False), **ARCH).double()
+    row = torch.randn(B, IN, dtype=torch.float64)
     out_h = net_h(row.expand(T, B, IN))
     for t in range(T):
-        torch.testing.assert_close(out_h[t], out_h[0], rtol=0, atol=0)
+        torch.testing.assert_close(out_h[t], net_h.net(row), rtol=1e-14, atol=1e-14)
 
 
 def test_hard_share_needs_a_shared_layer():
