@@ -26,7 +26,7 @@ lint: install
 	$(BIN)/ruff check src tests benchmarks
 
 test: install lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -q
 
 bench-step: install
 	$(BIN)/python benchmarks/step_time.py

@@ -54,7 +54,8 @@ def test_csv_without_named_columns(tmp_path: Path) -> None:
 
 def test_non_numeric_feature_column(tmp_path: Path) -> None:
     f = tmp_path / "t.csv"
-    pd.DataFrame({"grp": ["a"] * 4, "y": [1.0, 2.0, 3, 4], "colour": ["red", "blue", "red", "g"]}).to_csv(f, index=False)
+    frame = pd.DataFrame({"grp": ["a"] * 4, "y": [1.0, 2.0, 3, 4], "colour": ["red", "blue", "red", "g"]})
+    frame.to_csv(f, index=False)
     p = run_cli("bench", "--data", str(f), "--task", "grp", "--target", "y", "--out", str(tmp_path))
     assert_one_line_error(p, "'colour'", "not numeric", "--categorical")
 

@@ -195,3 +195,19 @@ def test_device_data_chunks_cover_all_rows():
     assert [c.x.shape[1] for c in chunks] == [4, 4, 1]
     torch.testing.assert_close(torch.cat([c.x for c in chunks], 1), dd.x)
     torch.testing.assert_close(torch.cat([c.mask for c in chunks], 1), dd.mask)
+
+
+def test_device_data_float64_keeps_values_exactly():
+    rng = np.random.default_rng(4)
+    Xs = [rng.normal(size=(n, 3)) for n in (5, 3)]
+    ys = [rng.normal(size=n) for n in (5, 3)]
+    dd = MultiTaskData.from_tasks(Xs, ys).tensors(dtype=torch.float64)
+    assert dd.x.dtype == dd.y.dtype == torch.float64
+    for t, n in enumerate((5, 3)):
+        np.testing.assert_array_equal(dd.x[t, :n].numpy(), Xs[t])
+        np.testing.assert_array_equal(dd.y[t, :n].numpy(), ys[t])
+    X, Y = rng.normal(size=(6, 2)), rng.normal(size=(6, 2))
+    Y[2, 1] = np.nan
+    sd = MultiTaskData.from_shared(X, Y, kind="regression").tensors(dtype=torch.float64)
+    np.testing.assert_array_equal(sd.x.numpy(), X)
+    np.testing.assert_array_equal(sd.y.numpy()[sd.mask.numpy()], Y.T[~np.isnan(Y.T)])

@@ -14,8 +14,9 @@ class TaskBatchSampler:
     """Yields `Batch` es of ``[T, B, ...]`` (heterogeneous) or ``[B, ...]`` rows (shared input).
 
     Heterogeneous: an epoch is ``ceil(max_t n_t / B)`` steps, so the largest task sees each of its rows
-    once; shorter tasks cycle through fresh permutations of their rows, so every task gets B rows per
-    step. B is capped at the largest task's size. Indices for a whole epoch are drawn on the host
+    at least once (exactly once when B divides its size; the last step then tops up from a fresh
+    permutation); shorter tasks cycle through fresh permutations of their rows, so every task gets B
+    rows per step. B is capped at the largest task's size. Indices for a whole epoch are drawn on the host
     once and moved to the device in one transfer: the steps themselves never synchronise.
     """
 

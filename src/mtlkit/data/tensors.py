@@ -59,14 +59,15 @@ class DeviceData:
 def to_device_data(data: MultiTaskData, device: Any = None, dtype: Any = None) -> DeviceData:
     """Pad and move ``data`` to ``device`` (float32 unless ``dtype``)."""
     dtype = dtype or torch.float32
+    host = np.float64 if dtype == torch.float64 else np.float32  # staging arrays must not round float64 data
     T = data.n_tasks
     label_tail = (data.spec.n_outputs,) if data.kind == "distribution" else ()
     if data.xs is not None:
         assert data.ys is not None
         counts = np.array([len(X) for X in data.xs])
         N = int(counts.max())
-        x = np.zeros((T, N, *data.feature_shape), dtype=np.float32)
-        y = np.zeros((T, N, *label_tail), dtype=np.float32)
+        x = np.zeros((T, N, *data.feature_shape), dtype=host)
+        y = np.zeros((T, N, *label_tail), dtype=host)
         mask = np.zeros((T, N), dtype=bool)
         for t, (X, yt) in enumerate(zip(data.xs, data.ys, strict=True)):
             x[t, : len(X)] = X
@@ -75,10 +76,10 @@ def to_device_data(data: MultiTaskData, device: Any = None, dtype: Any = None) -
         shared = False
     else:
         assert data.x is not None and data.y is not None
-        x = data.x.astype(np.float32)
+        x = data.x.astype(host)
         yy = np.moveaxis(data.y, 1, 0)  # [T, N(, P)]
         mask = ~np.isnan(yy) if yy.ndim == 2 else ~np.isnan(yy).any(-1)
-        y = np.nan_to_num(yy, nan=0.0).astype(np.float32)
+        y = np.nan_to_num(yy, nan=0.0).astype(host)
         counts = mask.sum(1)
         shared = True
     return DeviceData(
