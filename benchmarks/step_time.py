@@ -14,24 +14,28 @@ Each method is timed twice:
   per-task means, ``[T]``), the total is their mean.
 * **loop**: a LibMTL-style reference with T separate ``nn.Module``s in an ``nn.ModuleList``; the step runs
   ``for t in range(T)``: each task's forward on its ``[B, 28]`` rows and its ``F.mse_loss``, then the mean of
-  the T losses, one backward and one Adam step (over T times as many parameter tensors).
+  the T losses, one backward and one Adam step (over one small tensor per task and layer, not one stack).
 
 Before timing, the batched model's weights are copied into the loop model (``TaskLinear`` keeps ``[in, out]``
 per task, ``nn.Linear`` ``[out, in]``: transposed) and the two are checked to give the same loss and the same
 gradients (1e-4 relative) on one batch. Every label is present (mask all True), so the masked mean equals
-the plain mean the loop computes. Times are wall-clock (``time.perf_counter``) over the timed steps after
-warm-up steps, with ``torch.cuda.synchronize()`` before each clock read on CUDA.
+the plain mean the loop computes. Each timed step (after warm-up steps) is clocked with ``time.perf_counter``
+(``torch.cuda.synchronize()`` before each clock read on CUDA) and the median over the timed steps is reported.
 
 Run::
 
     python benchmarks/step_time.py                      # T in 10,139,500 on cpu (+ cuda when available)
     python benchmarks/step_time.py --tasks 10,139 --steps 50 --devices cuda --batch 64
+    python benchmarks/step_time.py --threads 1          # pin torch's thread count (e.g. on a busy machine)
+    python benchmarks/step_time.py --adam default       # Adam implementation: fused (the Trainer's), foreach, default
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import statistics
 import time
 from collections.abc import Callable
 
@@ -190,9 +194,14 @@ def math_check(batched: nn.Module, loop: nn.Module, f_batched: Callable[[], torc
 
 
 def time_steps(model: nn.Module, loss_fn: Callable[[], torch.Tensor], device: torch.device, warmup: int,
-               steps: int) -> float:
-    """Mean ms per training step (zero_grad + forward + loss + backward + Adam step)."""
-    opt = torch.optim.Adam(model.parameters(), lr=LR)
+               steps: int, adam: str = "default") -> float:
+    """Median ms per training step (zero_grad + forward + loss + backward + Adam step).
+
+    Each timed step is clocked on its own and the median is reported, so that a step slowed down by another
+    process on a small machine (OpenMP threads stall when one of them is descheduled) does not skew the result.
+    """
+    kwargs = {"default": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}[adam]
+    opt = torch.optim.Adam(model.parameters(), lr=LR, **kwargs)
     cuda = device.type == "cuda"
 
     def step() -> None:
@@ -202,14 +211,16 @@ def time_steps(model: nn.Module, loss_fn: Callable[[], torch.Tensor], device: to
 
     for _ in range(warmup):
         step()
-    if cuda:
-        torch.cuda.synchronize(device)
-    t0 = time.perf_counter()
+    times: list[float] = []
     for _ in range(steps):
+        if cuda:
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
         step()
-    if cuda:
-        torch.cuda.synchronize(device)
-    return (time.perf_counter() - t0) * 1e3 / steps
+        if cuda:
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
 
 
 def build(method: str, n_tasks: int, device: torch.device) -> tuple[nn.Module, LoopHardShare | LoopSTL]:
@@ -235,19 +246,24 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 5 cpu, 10 cuda)")
     p.add_argument("--devices", default=None, help="comma-separated devices (default cpu, plus cuda if available)")
     p.add_argument("--batch", type=int, default=32, help="rows per task B")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
+    p.add_argument("--adam", choices=["default", "foreach", "fused"], default="fused",
+                   help="torch.optim.Adam implementation for both models (default fused, as mtlkit's Trainer uses)")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args()
 
 
 def main() -> None:
     args = parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     tasks = [int(s) for s in args.tasks.split(",") if s.strip()]
     if args.devices is None:
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     else:
         devices = [s.strip() for s in args.devices.split(",") if s.strip()]
     print(f"torch {torch.__version__}  threads {torch.get_num_threads()}  B={args.batch}  features={N_FEATURES}  "
-          f"hidden={HIDDEN}  Adam lr={LR}")
+          f"hidden={HIDDEN}  Adam lr={LR} ({args.adam})")
     header = (f"{'device':<7} {'method':<11} {'T':>4}  {'loop ms/step':>12}  {'batched ms/step':>15}  "
               f"{'loop/batched':>12}")
     for dev_str in devices:
@@ -271,8 +287,8 @@ def main() -> None:
                 f_loop = loop_loss_fn(loop, batch)
                 math_check(batched, loop, f_batched, f_loop)
                 print(f"{dev_str:<7} {method:<11} {n_tasks:>4}  math check: ok", flush=True)
-                loop_ms = time_steps(loop, f_loop, device, warmup, steps)
-                b_ms = time_steps(batched, f_batched, device, warmup, steps)
+                loop_ms = time_steps(loop, f_loop, device, warmup, steps, args.adam)
+                b_ms = time_steps(batched, f_batched, device, warmup, steps, args.adam)
                 batched_ms[method][n_tasks] = b_ms
                 print(f"{dev_str:<7} {method:<11} {n_tasks:>4}  {loop_ms:>12.2f}  {b_ms:>15.2f}  "
                       f"{loop_ms / b_ms:>11.1f}x", flush=True)
@@ -282,6 +298,8 @@ def main() -> None:
         lo_t, hi_t = min(tasks), max(tasks)
         parts = [f"{m} {batched_ms[m][hi_t] / batched_ms[m][lo_t]:.1f}x" for m in METHODS]
         print(f"{dev_str}: batched ms/step at T={hi_t} / T={lo_t} (x{hi_t / lo_t:.0f} tasks): {', '.join(parts)}")
+    if hasattr(os, "getloadavg"):  # other processes competing for the cores make CPU timings unreliable
+        print(f"\n1-min load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":
