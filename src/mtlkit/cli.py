@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import platform
 import shlex
@@ -13,6 +14,10 @@ from pathlib import Path
 from mtlkit.errors import MtlkitError
 
 DEFAULT_METHODS = "stl,single,hard-share"
+
+# Commands that live in mtlkit/commands/<name>.py; each module defines add_parser(subparsers), whose
+# parser sets `func` (args -> exit code) and raises MtlkitError for bad input.
+COMMANDS: tuple[str, ...] = ()
 
 
 def machine_description() -> str:
@@ -139,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("methods", help="list the methods with their paper and hyper-parameters")
     m.add_argument("name", nargs="?", help="one method")
     m.set_defaults(func=cmd_methods)
+    for name in COMMANDS:  # further commands, each in its own module mtlkit/commands/<name>.py
+        importlib.import_module(f"mtlkit.commands.{name}").add_parser(sub)
     return p
 
 

@@ -1,0 +1,1 @@
+"""CLI sub-commands beyond bench/datasets/methods, one module each (registered in `mtlkit.cli.COMMANDS`)."""
