@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,26 +19,41 @@ class TaskBatchSampler:
     permutation); shorter tasks cycle through fresh permutations of their rows, so every task gets B
     rows per step. B is capped at the largest task's size. Indices for a whole epoch are drawn on the host
     once and moved to the device in one transfer: the steps themselves never synchronise.
+
+    Data-parallel training: every rank draws the same global batch from the same seed and keeps rows
+    ``rank, rank + world_size, ...`` of it, so the ranks' rows together are exactly the single-process
+    batch. B (global) is then rounded down to a multiple of ``world_size``.
     """
 
-    def __init__(self, data: DeviceData, batch_size: int, seed: int = 0) -> None:
+    def __init__(self, data: DeviceData, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside 0..{world_size - 1}")
+        if batch_size < world_size:
+            raise ValueError(f"batch_size {batch_size} is smaller than the {world_size} processes sharing it")
         self.data = data
         self.rng = np.random.default_rng(seed)
+        self.rank, self.world_size = rank, world_size
         counts = data.counts
         if data.shared:
             self.batch_size = min(batch_size, data.n_rows)
             self.steps = -(-data.n_rows // self.batch_size)
         else:
             self.batch_size = min(batch_size, int(counts.max()))
+            self.batch_size = max(world_size, self.batch_size - self.batch_size % world_size)
             self.steps = -(-int(counts.max()) // self.batch_size)
 
     def __len__(self) -> int:
         return self.steps
 
-    def state(self) -> dict:
+    def state(self) -> dict[str, Any]:
+        """The numpy bit generator's state (a JSON-able dict): taken before an epoch, it regenerates that epoch."""
         return self.rng.bit_generator.state
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore a state from `state` so that the next epoch draws exactly what it drew then (resuming)."""
+        self.rng.bit_generator.state = state
 
     def _epoch_indices(self) -> np.ndarray:
         B, S = self.batch_size, self.steps
@@ -49,15 +65,23 @@ class TaskBatchSampler:
         return out.reshape(len(self.data.counts), S, B).transpose(1, 0, 2)  # [S, T, B]
 
     def __iter__(self) -> Iterator[Batch]:
+        return self.epoch()
+
+    def epoch(self, start: int = 0) -> Iterator[Batch]:
+        """One epoch's batches from step ``start`` on. The whole epoch's indices are drawn first whatever
+        ``start`` is, so after `set_state` with the state saved before an epoch, ``epoch(k)`` yields exactly
+        that epoch's steps k, k+1, ... and leaves the generator where the full epoch would have."""
+        if not 0 <= start <= self.steps:
+            raise ValueError(f"start must be in 0..{self.steps}, got {start}")
         d = self.data
         if d.shared:
             perm = torch.as_tensor(self.rng.permutation(d.n_rows), device=d.x.device)
-            for s in range(self.steps):
-                rows = perm[s * self.batch_size:(s + 1) * self.batch_size]
+            for s in range(start, self.steps):
+                rows = perm[s * self.batch_size:(s + 1) * self.batch_size][self.rank::self.world_size]
                 yield Batch(x=d.x[rows], y=d.y[:, rows], mask=d.mask[:, rows], shared=True)
             return
-        idx = torch.as_tensor(self._epoch_indices(), device=d.x.device)  # [S, T, B]
+        idx = torch.as_tensor(self._epoch_indices()[..., self.rank::self.world_size], device=d.x.device)  # [S,T,B]
         t_ix = torch.arange(d.n_tasks, device=d.x.device)[:, None]
-        for s in range(self.steps):
+        for s in range(start, self.steps):
             rows = idx[s]
             yield Batch(x=d.x[t_ix, rows], y=d.y[t_ix, rows], mask=d.mask[t_ix, rows], shared=False)

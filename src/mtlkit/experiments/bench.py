@@ -1,5 +1,8 @@
 """`mtlkit bench`: several methods on one data set over several splits, each selected on validation,
-summarised as a leaderboard (mean ± 95% CI, task-wise improvement over STL, tasks hurt)."""
+summarised as a leaderboard (mean ± 95% CI, task-wise improvement over STL, tasks hurt).
+
+The leaderboard's numbers come from `mtlkit.experiments.report` (`summarize`, `compare`), the same
+functions behind `mtlkit report`, so a bench and a report of its store agree."""
 
 from __future__ import annotations
 
@@ -15,17 +18,14 @@ import numpy as np
 from mtlkit.data.multitask import MultiTaskData
 from mtlkit.data.splits import Split
 from mtlkit.errors import MtlkitError
-from mtlkit.experiments.stats import mean_ci, tasks_hurt, taskwise_improvement
+from mtlkit.experiments import report
 from mtlkit.experiments.store import ResultsStore
 from mtlkit.methods import registry
 from mtlkit.progress import progress_bar
 from mtlkit.train.metrics import LOWER_IS_BETTER, PRIMARY_METRIC
 from mtlkit.train.run import train
 
-IMPROVEMENT_DEFINITION = ("Δ vs STL: TOMATO Table 4's task-wise improvement, per task 100·(m_STL − m)/m_STL for "
-                          "error-like metrics (sign flipped for accuracy-like), averaged over tasks; each task's "
-                          "metric is first averaged over splits. Tasks hurt: tasks whose split-averaged metric is "
-                          "worse than STL's (negative transfer).")
+IMPROVEMENT_DEFINITION = report.IMPROVEMENT_DEFINITION + " " + report.HURT_DEFINITION
 
 
 @dataclass
@@ -45,11 +45,19 @@ class BenchResult:
 
     @property
     def lower_is_better(self) -> bool:
+        """Whether a smaller value of the metric is better."""
         return LOWER_IS_BETTER[self.metric]
+
+    def result_sets(self) -> list[report.ResultSet]:
+        """The scores as `report.ResultSet`s, one per method, for the report's tables and computations."""
+        return [report.ResultSet(self.dataset, m, self.kind, self.metric, self.task_names, list(self.splits), s,
+                                 list(self.seconds[m]), self.checksum) for m, s in self.scores.items()]
 
 
 @dataclass
 class LeaderboardRow:
+    """One method's line: mean ± 95% CI over splits, Δ vs STL (%), tasks hurt, total time."""
+
     method: str
     mean: float
     ci: float
@@ -123,17 +131,17 @@ def _known(entry: Any) -> set[str]:
 
 def leaderboard(res: BenchResult, reference: str | None = None) -> list[LeaderboardRow]:
     """Per-method mean ± 95% CI (over splits) of the task-averaged test metric, Δ vs the reference, tasks hurt."""
-    ref = reference or next((m for m in ("stl", "stl-linear") if m in res.scores), None)
+    ref = reference or report.default_reference(res.scores)
+    if ref is not None and ref not in res.scores:
+        raise MtlkitError(f"reference method {ref!r} was not benchmarked; methods: {', '.join(res.scores)}")
     rows = []
     for m, s in res.scores.items():
-        per_split = np.nanmean(s, axis=1)
-        mean, ci = mean_ci(per_split)
-        imp = hurt = None
+        mean, ci = report.summarize(s)
+        c = None
         if ref is not None and m != ref:
-            a, b = np.nanmean(s, axis=0), np.nanmean(res.scores[ref], axis=0)
-            imp = float(np.nanmean(taskwise_improvement(a, b, res.lower_is_better)))
-            hurt = tasks_hurt(a, b, res.lower_is_better)
-        rows.append(LeaderboardRow(m, float(mean), float(ci), imp, hurt, float(np.sum(res.seconds[m]))))
+            c = report.compare(s, res.splits, res.scores[ref], res.splits, res.lower_is_better, ref)
+        rows.append(LeaderboardRow(m, mean, ci, c.improvement if c else None, c.hurt if c else None,
+                                   float(np.sum(res.seconds[m]))))
     return rows
 
 
@@ -144,7 +152,7 @@ def _fmt(x: float | None, spec: str = ".2f") -> str:
 def leaderboard_markdown(res: BenchResult, command: str = "", machine: str = "") -> str:
     """The leaderboard and the per-task table as Markdown, with the provenance a reader needs."""
     rows = leaderboard(res)
-    ref = next((m for m in ("stl", "stl-linear") if m in res.scores), None)
+    ref = report.default_reference(res.scores)
     arrow = "lower is better" if res.lower_is_better else "higher is better"
     out = [f"# mtlkit bench: {res.dataset}", ""]
     if command:
@@ -162,9 +170,9 @@ def leaderboard_markdown(res: BenchResult, command: str = "", machine: str = "")
     methods = list(res.scores)
     out.append("| task | " + " | ".join(methods) + " |")
     out.append("|---|" + "---|" * len(methods))
+    per_task = {m: report.task_summary(res.scores[m])[0] for m in methods}
     for t, nm in enumerate(res.task_names):
-        out.append(f"| {nm} | " + " | ".join(_fmt(float(np.nanmean(res.scores[m][:, t])), ".3f")
-                                            for m in methods) + " |")
+        out.append(f"| {nm} | " + " | ".join(_fmt(float(per_task[m][t]), ".3f") for m in methods) + " |")
     out += ["", "## Selected hyper-parameters per split", ""]
     for m in methods:
         out.append(f"- {m}: " + "; ".join(str(h) for h in res.hparams[m]))

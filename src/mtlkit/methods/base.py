@@ -37,13 +37,21 @@ Prox = Callable[[nn.Module, float], None]
 
 @dataclass
 class MethodParts:
-    """The four pluggable pieces of a method, as the Trainer consumes them (it never reads a name)."""
+    """The four pluggable pieces of a method, as the Trainer consumes them (it never reads a name).
+
+    ``state`` / ``load_state`` are optional hooks for training state a method keeps outside its model's
+    ``state_dict`` (e.g. a running covariance held by a penalty): a training checkpoint stores what
+    ``state()`` returns and a resumed run hands it back to ``load_state``. State kept in module buffers or
+    parameters needs no hook — it is already in the model's ``state_dict``.
+    """
 
     model: nn.Module
     penalties: Sequence[Penalty] = ()
     proxes: Sequence[Prox] = ()
     combiner: Combiner = field(default_factory=SumCombiner)
     shared_parameters: Callable[[nn.Module], list[nn.Parameter]] | None = None
+    state: Callable[[], dict[str, torch.Tensor]] | None = None
+    load_state: Callable[[dict[str, torch.Tensor]], None] | None = None
 
 
 Fit = Callable[[MethodParts, DeviceData, dict[str, Any]], None]

@@ -24,6 +24,7 @@ from mtlkit.errors import DataError, MtlkitError
 from mtlkit.methods import registry
 from mtlkit.methods.base import MethodParts, as_output
 from mtlkit.train.config import TRAIN_DEFAULTS, merge_hparams
+from mtlkit.train.distributed import DistContext
 from mtlkit.train.losses import TaskLoss
 from mtlkit.train.metrics import LOWER_IS_BETTER, PRIMARY_METRIC, average, compute_metrics
 from mtlkit.train.trainer import History, fit_sgd
@@ -246,16 +247,28 @@ def _configs(hparams: dict[str, Any] | None, grid: dict[str, Any] | None) -> lis
 
 def train_one(method: str, split: Split, hparams: dict[str, Any] | None = None, seed: int = 0,
               device: str | torch.device | None = None, progress: bool | None = None,
-              standardize: bool = True) -> Run:
-    """Train ``method`` once with fixed hyper-parameters on ``split.train`` (early stopping on ``split.val``)."""
+              standardize: bool = True, checkpoint: str | Path | None = None, checkpoint_every: int = 0,
+              resume: bool = False, tensorboard: str | Path | None = None,
+              distributed: DistContext | None = None) -> Run:
+    """Train ``method`` once with fixed hyper-parameters on ``split.train`` (early stopping on ``split.val``).
+
+    ``checkpoint`` / ``checkpoint_every`` / ``resume`` / ``tensorboard``: see `fit_sgd` (SGD-trained
+    methods only); a resumed run ends with the same model and history as an uninterrupted one.
+    ``distributed``: data-parallel training under torchrun on ``distributed.device`` (see `fit_sgd`).
+    """
     entry = registry.get(method)
     train = split.train
     if train.kind not in entry.kinds:
         raise MtlkitError(f"method {method!r} does not handle {train.kind} tasks (it handles "
                           f"{', '.join(entry.kinds)})")
+    if entry.fit is not None and (checkpoint is not None or resume or tensorboard is not None):
+        raise MtlkitError(f"method {entry.name!r} is not trained by SGD: checkpoints, resume and TensorBoard "
+                          "logging apply only to SGD-trained methods")
     defaults = dict(entry.defaults) if entry.fit is not None else {**TRAIN_DEFAULTS, **entry.defaults}
     hp = merge_hparams(defaults, hparams, method)
-    dev = resolve_device(device)
+    if distributed is not None and entry.fit is not None:
+        raise MtlkitError(f"method {entry.name!r} is not trained by SGD: distributed training does not apply")
+    dev = distributed.device if distributed is not None else resolve_device(device)
     info = train.info()
     norm = Normalizer.fit(train, standardize_x=standardize, standardize_y=standardize)
     torch.manual_seed(seed)
@@ -269,7 +282,10 @@ def train_one(method: str, split: Split, hparams: dict[str, Any] | None = None, 
         entry.fit(parts, train_dd, hp)
     else:
         val_dd = norm.apply(split.val).tensors(dev) if split.val is not None else None
-        hist = fit_sgd(parts, loss, train_dd, val_dd, hp, seed=seed, progress=progress)
+        ident = {"method": entry.name, "data": train.checksum()} if checkpoint is not None else None
+        hist = fit_sgd(parts, loss, train_dd, val_dd, hp, seed=seed, progress=progress, checkpoint=checkpoint,
+                       checkpoint_every=checkpoint_every, resume=resume, tensorboard=tensorboard,
+                       task_names=info.spec.names, fingerprint=ident, distributed=distributed)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     secs = time.perf_counter() - t0
@@ -278,23 +294,47 @@ def train_one(method: str, split: Split, hparams: dict[str, Any] | None = None, 
                dataset=src.name, checksum=src.checksum())
 
 
+def grid_point_path(path: str | Path, index: int, n_configs: int, is_dir: bool) -> Path:
+    """Where grid point ``index`` keeps its checkpoint file or log directory: ``path`` itself for a single
+    configuration, else a sub-directory ``cfg-<index>`` (beside the file's name, or inside the directory)."""
+    p = Path(path)
+    if n_configs <= 1:
+        return p
+    return p / f"cfg-{index}" if is_dir else p.parent / f"cfg-{index}" / p.name
+
+
 def train(method: str, split: Split, hparams: dict[str, Any] | None = None, seed: int = 0,
           device: str | torch.device | None = None, grid: dict[str, list[Any]] | None = None,
-          progress: bool | None = None, standardize: bool = True) -> Run:
+          progress: bool | None = None, standardize: bool = True, checkpoint: str | Path | None = None,
+          checkpoint_every: int = 0, resume: bool = False, tensorboard: str | Path | None = None,
+          distributed: DistContext | None = None) -> Run:
     """Train ``method`` on ``split``; with a ``grid`` (name -> values), train every combination and keep
     the one with the best mean validation primary metric (RMSE, error %, or cross-entropy).
 
     The returned run's ``selection`` lists every configuration tried with its validation score.
+    ``checkpoint`` (a file) and ``tensorboard`` (a directory) get one sub-directory ``cfg-<i>`` per grid
+    point; with ``resume`` every grid point continues from its checkpoint (one not reached yet starts).
     """
     configs = _configs(hparams, grid)
     if len(configs) > 1 and split.val is None:
         raise MtlkitError("selecting hyper-parameters needs a validation part: split with val > 0")
+    if resume:
+        if checkpoint is None:
+            raise MtlkitError("resume needs the checkpoint file to resume from")
+        first = grid_point_path(checkpoint, 0, len(configs), is_dir=False)
+        if not first.is_file():
+            raise MtlkitError(f"nothing to resume: no checkpoint at {first}")
     best: Run | None = None
     best_score = math.inf
     tried: list[dict[str, Any]] = []
     t0 = time.perf_counter()
-    for cfg in configs:
-        run = train_one(method, split, cfg, seed=seed, device=device, progress=progress, standardize=standardize)
+    for i, cfg in enumerate(configs):
+        ck = grid_point_path(checkpoint, i, len(configs), is_dir=False) if checkpoint is not None else None
+        tb = grid_point_path(tensorboard, i, len(configs), is_dir=True) if tensorboard is not None else None
+        run = train_one(method, split, cfg, seed=seed, device=device, progress=progress, standardize=standardize,
+                        checkpoint=ck, checkpoint_every=checkpoint_every,
+                        resume=resume and ck is not None and ck.is_file(), tensorboard=tb,
+                        distributed=distributed)
         if len(configs) == 1:
             return run
         ev = run.evaluate("val")

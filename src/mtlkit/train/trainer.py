@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,9 +15,12 @@ import torch
 
 from mtlkit.data.sampler import TaskBatchSampler
 from mtlkit.data.tensors import DeviceData
+from mtlkit.errors import MtlkitError
 from mtlkit.methods.base import MethodParts, as_output
 from mtlkit.optim.schedule import exponential_decay
 from mtlkit.progress import progress_bar
+from mtlkit.train import checkpoint as ckpt_io
+from mtlkit.train.distributed import DistContext
 from mtlkit.train.losses import TaskLoss
 
 
@@ -55,65 +61,231 @@ def mean_task_loss(model: torch.nn.Module, loss: TaskLoss, data: DeviceData, chu
     return total / data.mask.sum(1).clamp_min(1)
 
 
+def _fingerprint(parts: MethodParts, train: DeviceData, val: DeviceData | None, hp: dict[str, Any], seed: int,
+                 task_weights: torch.Tensor | None, extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What identifies a run for resuming: hyper-parameters (``epochs`` aside: a run may be extended),
+    seed, data shapes, the model's tensor shapes, task weights, plus the caller's ``extra`` (method, data
+    checksum). A checkpoint whose fingerprint differs belongs to another run."""
+    def shapes(d: DeviceData | None) -> dict[str, Any] | None:
+        if d is None:
+            return None
+        return {"x": list(d.x.shape), "y": list(d.y.shape), "shared": d.shared, "counts": [int(c) for c in d.counts]}
+
+    fp: dict[str, Any] = {
+        "hparams": {k: v for k, v in sorted(hp.items()) if k != "epochs"}, "seed": int(seed),
+        "train": shapes(train), "val": shapes(val),
+        "model": {k: list(v.shape) for k, v in parts.model.state_dict().items()},
+        "task_weights": None if task_weights is None else task_weights.detach().cpu().tolist(),  # once, at start
+    }
+    fp.update(extra or {})
+    return json.loads(json.dumps(fp, default=str))
+
+
+def _summary_writer(log_dir: str | Path, purge_step: int | None) -> Any:
+    """TensorBoard's SummaryWriter, imported only when asked for; ``purge_step`` makes TensorBoard drop
+    what an earlier run logged in the same directory from that epoch on (0 for a fresh run: it replaces
+    the old curves; the resumed epoch for a resumed run: no duplicate points)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as e:
+        raise MtlkitError(f"TensorBoard logging needs the tensorboard package ({e}); install mtlkit[tensorboard]") \
+            from None
+    return SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
+
+
 def fit_sgd(parts: MethodParts, loss: TaskLoss, train: DeviceData, val: DeviceData | None,
             hp: dict[str, Any], seed: int = 0, task_weights: torch.Tensor | None = None,
-            progress: bool | None = None, eval_chunk: int | None = 65536) -> History:
+            progress: bool | None = None, eval_chunk: int | None = 65536,
+            checkpoint: str | Path | None = None, checkpoint_every: int = 0, resume: bool = False,
+            tensorboard: str | Path | None = None, task_names: Sequence[str] | None = None,
+            fingerprint: Mapping[str, Any] | None = None, distributed: DistContext | None = None) -> History:
     """Train ``parts.model`` in place; at the end it holds the epoch with the lowest validation loss.
 
     Objective per step: ``Σ_t w_t L_t + Σ penalties`` (``w_t = 1/T`` by default), gradients by the
     method's combiner, then the optimizer step, then each proximal step with the step's learning rate.
-    Host synchronisation happens once per epoch (losses and early stopping), never per step.
+    Host synchronisation happens once per epoch (losses and early stopping), never per step — except at
+    the steps that write a checkpoint.
+
+    ``checkpoint``: a file that receives the full training state (`mtlkit.train.checkpoint`) every
+    ``checkpoint_every`` optimisation steps (0: at every epoch's end) and when training ends. ``resume``:
+    continue from that file at the exact step it records; on the CPU the result is bitwise identical to
+    an uninterrupted run with the same seed. ``fingerprint`` adds identity (method name, data checksum)
+    a resumed checkpoint must match. ``tensorboard``: a log directory for per-epoch scalars (train / val
+    loss, weighted mean and per task named by ``task_names``, learning rate); a resumed run appends to it.
+
+    ``distributed``: data-parallel training under torchrun (`mtlkit.train.distributed`). The model is
+    wrapped in DistributedDataParallel, each rank takes its share of every step's global batch, and each
+    task's loss is divided by the task's labelled rows in the *global* batch (one all-reduce of the
+    counts per step), so the averaged gradient is the single-process gradient of that batch. Only rank 0
+    writes checkpoints and TensorBoard logs; a resumed distributed run restores rank 0's RNG state on
+    every rank (bitwise resume holds without dropout).
     """
     model = parts.model
     T = train.n_tasks
     device = train.mask.device
+    if checkpoint_every < 0:
+        raise MtlkitError(f"checkpoint_every must be >= 0 steps, got {checkpoint_every}")
+    if resume and checkpoint is None:
+        raise MtlkitError("resume needs the checkpoint file to resume from")
+    if task_names is not None and len(task_names) != T:
+        raise MtlkitError(f"{len(task_names)} task names given for {T} tasks")
     w = task_weights if task_weights is not None else torch.full((T,), 1.0 / T, device=device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(params, hp)
     sched = exponential_decay(opt, hp["lr_decay"], hp["decay_steps"])
-    sampler = TaskBatchSampler(train, hp["batch_size"], seed=seed)
+    ddp = distributed is not None and distributed.world_size > 1
+    main = distributed is None or distributed.is_main
+    fwd: torch.nn.Module = model
+    if ddp:
+        from torch.nn.parallel import DistributedDataParallel
+
+        fwd = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    sampler = TaskBatchSampler(train, hp["batch_size"], seed=seed,
+                               rank=distributed.rank if ddp else 0, world_size=distributed.world_size if ddp else 1)
+    steps = len(sampler)
     shared = parts.shared_parameters(model) if parts.shared_parameters is not None else params
     hist = History()
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     bad, patience = 0, int(hp.get("patience") or 0)
-    with progress_bar(hp["epochs"], "training", progress) as bar:
-        for epoch in range(hp["epochs"]):
-            model.train()
-            acc = torch.zeros(T, device=device)
-            for batch in sampler:
-                out = as_output(model(batch.x))
-                losses = loss(out.pred, batch)
-                total = (w * losses).sum()
-                for pen in parts.penalties:
-                    total = total + pen(model, out, batch)
-                opt.zero_grad(set_to_none=True)
-                parts.combiner.backward(losses, total, shared)
-                opt.step()
-                if parts.proxes:
-                    lr = opt.param_groups[0]["lr"]
-                    with torch.no_grad():
-                        for prox in parts.proxes:
-                            prox(model, lr)
-                sched.step()
-                acc += losses.detach()
-            model.eval()
-            vl = mean_task_loss(model, loss, val, eval_chunk) if val is not None else acc / len(sampler)
-            host = torch.cat([acc / len(sampler), vl]).cpu().numpy()  # the epoch's one sync
-            tr_l, va_l = host[:T], host[T:]
-            hist.train_loss.append(tr_l)
-            hist.val_loss.append(va_l)
-            score = float((w.cpu().numpy() * va_l).sum())
-            if not np.isfinite(tr_l).all() or not math.isfinite(score):
-                hist.diverged = True
-                break
-            if score < hist.best_val - 1e-12:
-                hist.best_val, hist.best_epoch, bad = score, epoch, 0
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
-                bad += 1
-            bar.advance(status=f"val loss {score:.4g} (best {hist.best_val:.4g} @ {hist.best_epoch})")
-            if patience and bad >= patience:
-                hist.stopped_early = True
-                break
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    every = int(checkpoint_every)
+    ident = _fingerprint(parts, train, val, hp, seed, task_weights, fingerprint) if ckpt is not None else {}
+    start_epoch, start_step, global_step = 0, 0, 0
+    acc_resumed: torch.Tensor | None = None
+    if resume:
+        assert ckpt is not None
+        st = ckpt_io.load_training_state(ckpt, ident)
+        if st.epoch + (st.step > 0) > hp["epochs"]:
+            raise MtlkitError(f"{ckpt} is at epoch {st.epoch}, beyond epochs={hp['epochs']}: resume with at least "
+                              f"epochs={st.epoch + (st.step > 0)}")
+        model.load_state_dict(st.model)
+        opt.load_state_dict(st.optimizer)
+        sched.load_state_dict(st.scheduler)
+        if st.method and parts.load_state is None:
+            raise MtlkitError(f"{ckpt} holds method state ({', '.join(st.method)}) that this method cannot load")
+        if parts.load_state is not None:
+            parts.load_state({k: v.to(device) for k, v in st.method.items()})
+        torch.set_rng_state(st.rng_cpu)
+        if device.type == "cuda" and st.rng_cuda:
+            torch.cuda.set_rng_state_all(st.rng_cuda)
+        sampler.set_state(st.sampler)
+        hist = History(st.train_loss, st.val_loss, st.best_epoch, st.best_val, st.diverged, st.stopped_early)
+        current = model.state_dict()
+        best_state = {k: v.to(current[k].device) for k, v in st.best_model.items()}
+        bad = st.bad_epochs
+        start_epoch, start_step, global_step = st.epoch, st.step, st.global_step
+        acc_resumed = st.acc.to(device) if st.step else None
+
+    def save(epoch: int, step: int, sampler_state: dict[str, Any], acc: torch.Tensor) -> None:
+        """Write the state between two steps (``step`` steps of ``epoch`` done); syncs, so only at checkpoints."""
+        assert ckpt is not None
+        if not main:
+            return
+        if writer is not None:
+            writer.flush()  # what TensorBoard shows never runs ahead of what a resume restores
+        ckpt_io.save_training_state(ckpt, ckpt_io.TrainingState(
+            epoch=epoch, step=step, global_step=global_step, sampler=sampler_state, acc=acc,
+            model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+            rng_cpu=torch.get_rng_state(),
+            rng_cuda=list(torch.cuda.get_rng_state_all()) if device.type == "cuda" else [],
+            method=parts.state() if parts.state is not None else {}, best_model=best_state,
+            train_loss=hist.train_loss, val_loss=hist.val_loss, best_epoch=hist.best_epoch,
+            best_val=hist.best_val, diverged=hist.diverged, stopped_early=hist.stopped_early, bad_epochs=bad,
+            fingerprint=ident))
+
+    names = [str(n) for n in task_names] if task_names is not None else [f"task{t}" for t in range(T)]
+    # purge_step: TensorBoard drops what an earlier (killed) run logged from this epoch on: no duplicate points
+    writer = _summary_writer(tensorboard, start_epoch) if tensorboard is not None and main else None
+    w_host = w.detach().cpu().numpy()
+    epoch = start_epoch
+    unsaved = False  # progress since the last checkpoint
+    try:
+        with progress_bar(hp["epochs"], "training", progress if main else False) as bar:
+            if start_epoch:
+                bar.advance(min(start_epoch, hp["epochs"]))
+            while epoch < hp["epochs"] and not (hist.diverged or hist.stopped_early):
+                model.train()
+                first = start_step if epoch == start_epoch else 0
+                acc = acc_resumed if first and acc_resumed is not None else torch.zeros(T, device=device)
+                epoch_state = sampler.state()  # before the epoch's draw: regenerates this epoch on resume
+                due_at_end = False
+                for s, batch in enumerate(sampler.epoch(first), start=first):
+                    out = as_output(fwd(batch.x))
+                    if ddp:
+                        assert distributed is not None
+                        n_global = distributed.all_reduce_sum(batch.mask.sum(1).to(out.pred.dtype))
+                        rows = loss.per_row(out.pred, batch.y, batch.mask).sum(1)
+                        losses = rows / n_global.clamp_min(1) * distributed.world_size
+                    else:
+                        losses = loss(out.pred, batch)
+                    total = (w * losses).sum()
+                    for pen in parts.penalties:
+                        total = total + pen(model, out, batch)
+                    opt.zero_grad(set_to_none=True)
+                    parts.combiner.backward(losses, total, shared)
+                    opt.step()
+                    if parts.proxes:
+                        lr = opt.param_groups[0]["lr"]
+                        with torch.no_grad():
+                            for prox in parts.proxes:
+                                prox(model, lr)
+                    sched.step()
+                    acc += losses.detach()
+                    global_step += 1
+                    unsaved = True
+                    if ckpt is not None and every and global_step % every == 0:
+                        if s + 1 < steps:
+                            if ddp:  # a collective on every rank: the checkpoint holds the global running loss
+                                assert distributed is not None
+                                part = distributed.all_reduce_sum(acc.clone()) / distributed.world_size
+                            save(epoch, s + 1, epoch_state, part if ddp else acc)
+                            unsaved = False
+                        else:  # the epoch's last step: save after its bookkeeping below
+                            due_at_end = True
+                model.eval()
+                if ddp:
+                    assert distributed is not None
+                    acc = distributed.all_reduce_sum(acc) / distributed.world_size  # the global batches' losses
+                vl = mean_task_loss(model, loss, val, eval_chunk) if val is not None else acc / steps
+                host = torch.cat([acc / steps, vl]).cpu().numpy()  # the epoch's one sync
+                tr_l, va_l = host[:T], host[T:]
+                hist.train_loss.append(tr_l)
+                hist.val_loss.append(va_l)
+                score = float((w_host * va_l).sum())
+                if writer is not None:
+                    _log_epoch(writer, epoch, float((w_host * tr_l).sum()), score, tr_l, va_l, names,
+                               opt.param_groups[0]["lr"])
+                epoch += 1
+                if not np.isfinite(tr_l).all() or not math.isfinite(score):
+                    hist.diverged = True
+                    break
+                if score < hist.best_val - 1e-12:
+                    hist.best_val, hist.best_epoch, bad = score, epoch - 1, 0
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                else:
+                    bad += 1
+                bar.advance(status=f"val loss {score:.4g} (best {hist.best_val:.4g} @ {hist.best_epoch})")
+                if patience and bad >= patience:
+                    hist.stopped_early = True
+                    break
+                if ckpt is not None and (every == 0 or due_at_end):
+                    save(epoch, 0, sampler.state(), torch.zeros(T, device=device))
+                    unsaved = False
+        if ckpt is not None and (unsaved or not ckpt.exists()):
+            save(epoch, 0, sampler.state(), torch.zeros(T, device=device))  # the end: a resume returns at once
+    finally:
+        if writer is not None:
+            writer.close()
     model.load_state_dict(best_state)
     return hist
+
+
+def _log_epoch(writer: Any, epoch: int, train_mean: float, val_mean: float, tr_l: np.ndarray, va_l: np.ndarray,
+               names: Sequence[str], lr: float) -> None:
+    """One epoch's TensorBoard scalars, at step ``epoch`` (the History index)."""
+    writer.add_scalar("loss/train", train_mean, epoch)
+    writer.add_scalar("loss/val", val_mean, epoch)
+    writer.add_scalar("lr", float(lr), epoch)
+    for t, name in enumerate(names):
+        writer.add_scalar(f"train_loss/{name}", float(tr_l[t]), epoch)
+        writer.add_scalar(f"val_loss/{name}", float(va_l[t]), epoch)
