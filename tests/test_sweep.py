@@ -333,7 +333,8 @@ def test_three_workers_on_postgres_equal_a_serial_sqlite_run(pg_study, tmp_path:
 
     trials = _trials(url, name)
     assert len(trials) == 12  # no extra trial
-    assert {t.state.name for t in trials} == {"COMPLETE"}  # none left WAITING or RUNNING, none failed
+    errors = {t.number: t.user_attrs.get("error") for t in trials if t.state.name != "COMPLETE"}
+    assert not errors and {t.state.name for t in trials} == {"COMPLETE"}, errors  # none WAITING/RUNNING/FAIL
     assert sorted(json.dumps(_params(t), sort_keys=True) for t in trials) == _grid_keys(grid)  # each point once
 
     pg = sw.finish_sweep(url, name, data=digits, device="cpu", out=tmp_path / "pg")

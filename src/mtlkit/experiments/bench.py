@@ -173,9 +173,21 @@ def leaderboard_markdown(res: BenchResult, command: str = "", machine: str = "")
     per_task = {m: report.task_summary(res.scores[m])[0] for m in methods}
     for t, nm in enumerate(res.task_names):
         out.append(f"| {nm} | " + " | ".join(_fmt(float(per_task[m][t]), ".3f") for m in methods) + " |")
-    out += ["", "## Selected hyper-parameters per split", ""]
+    out += ["", "## Hyper-parameters", "",
+            "Values that differ between splits were selected on each split's validation part (listed per "
+            "split); the others were the same for every split.", ""]
     for m in methods:
-        out.append(f"- {m}: " + "; ".join(str(h) for h in res.hparams[m]))
+        hps = res.hparams[m]
+        if not hps:
+            continue
+        varying = sorted(k for k in hps[0] if any(h.get(k) != hps[0][k] for h in hps))
+        fixed = ", ".join(f"{k}={v}" for k, v in hps[0].items() if k not in varying)
+        line = f"- **{m}**: {fixed}"
+        if varying:
+            per_split = zip(res.splits, hps, strict=True)
+            line += "; selected: " + "; ".join(f"{sp}: " + ", ".join(f"{k}={h.get(k)}" for k in varying)
+                                               for sp, h in per_split)
+        out.append(line)
     return "\n".join(out) + "\n"
 
 
