@@ -188,7 +188,7 @@ def test_dead_worker_trial_is_failed_with_a_reason_not_lost(tmp_path: Path, digi
     study_id = st.get_study_id_from_name("h")
     claimed = sw.claim_trial(st, study_id, url)  # a worker claims trial 0, beats once, then dies
     st.record_heartbeat(claimed)
-    time.sleep(2.5)
+    time.sleep(2.2)  # > grace period, in the storage clock's whole seconds
     assert sw.fail_stale_trials(st, study_id) == [claimed]
     done = sw.run_worker(url, "h", data=digits, device="cpu")
     assert done.completed == [1]
@@ -219,9 +219,9 @@ def _claim_race(url: str, n_threads: int) -> list[int]:
 
 def test_concurrent_claims_take_each_waiting_trial_once_sqlite(tmp_path: Path, digits) -> None:
     url = _sqlite(tmp_path)
-    sw.create_sweep("hard-share", digits, storage=url, study="race", space={"lr": [i / 1000 for i in range(1, 31)]})
+    sw.create_sweep("hard-share", digits, storage=url, study="race", space={"lr": [i / 1000 for i in range(1, 25)]})
     got = _claim_race(url, 4)
-    assert sorted(got) == sorted(set(got)) and len(got) == 30
+    assert sorted(got) == sorted(set(got)) and len(got) == 24
     assert {t.state.name for t in _trials(url, "race")} == {"RUNNING"}
 
 
@@ -231,13 +231,13 @@ def test_budget_tpe_runs_exactly_n_trials_reproducibly(tmp_path: Path, digits) -
     runs = []
     for name in ("b1", "b2"):
         h = sw.create_sweep("hard-share", digits, storage=_sqlite(tmp_path), study=name, n_splits=1, space=space,
-                            fixed=FIXED, n_trials=5, sampler="tpe")
+                            fixed=FIXED, n_trials=4, sampler="tpe")
         first = sw.run_worker(h.storage, name, data=digits, device="cpu", max_trials=2)
         rest = sw.run_worker(h.storage, name, data=digits, device="cpu")
-        assert (first.ran, rest.ran) == (2, 3)  # the budget is shared, not per worker
+        assert (first.ran, rest.ran) == (2, 2)  # the budget is shared, not per worker
         runs.append(_trials(h.storage, name))
     for trials in runs:
-        assert len(trials) == 5 and all(t.state.name == "COMPLETE" for t in trials)
+        assert len(trials) == 4 and all(t.state.name == "COMPLETE" for t in trials)
         assert all(1e-3 <= t.params["lr"] <= 1e-1 and t.params["hidden"] in ("[8]", "[16]") for t in trials)
     assert [(t.params, t.value) for t in runs[0]] == [(t.params, t.value) for t in runs[1]]  # seeded per trial
     res = sw.finish_sweep(_sqlite(tmp_path), "b1", data=digits, device="cpu", out=tmp_path)
@@ -289,7 +289,7 @@ def pg_study():
 
 def test_postgres_claims_take_each_waiting_trial_once(pg_study, digits) -> None:
     url, name = pg_study
-    sw.create_sweep("hard-share", digits, storage=url, study=name, space={"lr": [i / 1000 for i in range(1, 41)]})
+    sw.create_sweep("hard-share", digits, storage=url, study=name, space={"lr": [i / 1000 for i in range(1, 31)]})
     st = sw.open_storage(url)
     study_id = st.get_study_id_from_name(name)
     got: list[int] = []
@@ -301,13 +301,13 @@ def test_postgres_claims_take_each_waiting_trial_once(pg_study, digits) -> None:
             with lock:
                 got.append(tid)
 
-    threads = [threading.Thread(target=claim) for _ in range(6)]
+    threads = [threading.Thread(target=claim) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(120)
-    assert len(got) == 40 and len(set(got)) == 40
-    assert len(_trials(url, name)) == 40  # nobody created a trial when the queue ran dry
+    assert len(got) == 30 and len(set(got)) == 30
+    assert len(_trials(url, name)) == 30  # nobody created a trial when the queue ran dry
 
 
 def test_three_workers_on_postgres_equal_a_serial_sqlite_run(pg_study, tmp_path: Path, digits) -> None:
