@@ -26,14 +26,8 @@ from mtlkit.train import TaskLoss, fit_sgd
 from mtlkit.train import checkpoint as ckpt_io
 from mtlkit.train.config import TRAIN_DEFAULTS, merge_hparams
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread avoids OpenMP barrier stalls when the CPU is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _regression_split(T: int = 3, n: int = 60, d: int = 4, seed: int = 0):

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
-import torch
 
 import mtlkit
 from mtlkit.cli import main
@@ -27,20 +26,14 @@ from mtlkit.experiments import sweep as sw
 from mtlkit.experiments.bench import make_splits
 from mtlkit.experiments.store import ResultsStore
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 FIXED = {"epochs": 3, "head_hidden": []}
 GRID = {"lr": [1e-3, 1e-2], "hidden": [[8], [16]]}
 PG_ENV = "MTLKIT_TEST_POSTGRES"
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread, as the worker subprocesses get (OMP_NUM_THREADS=1): identical arithmetic."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -20,17 +20,11 @@ from mtlkit.methods import registry  # noqa: E402
 from mtlkit.train import TaskLoss, fit_sgd  # noqa: E402
 from mtlkit.train.config import TRAIN_DEFAULTS, merge_hparams  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 NAMES = ("north", "south", "east")
 HP = {"epochs": 5, "batch_size": 8, "lr": 2e-2, "lr_decay": 0.5, "decay_steps": 4, "dropout": 0.2, "patience": 0}
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread avoids OpenMP barrier stalls when the CPU is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,8 @@ from mtlkit.errors import MtlkitError, UnknownNameError
 from mtlkit.train import TaskLoss
 from mtlkit.train.trainer import mean_task_loss
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 T, N, D = 6, 100, 8
 FAST = {"epochs": 40, "lr": 1e-2, "batch_size": 32}
 
@@ -31,14 +33,6 @@ def _regression_data(seed: int = 0) -> tuple[MultiTaskData, list[np.ndarray], li
     ys = [X @ w + 0.1 * rng.normal(size=N) for X, w in zip(Xs, ws, strict=True)]
     return MultiTaskData.from_tasks(Xs, ys, name="synthetic"), Xs, ys
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread avoids OpenMP barrier stalls when the CPU is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

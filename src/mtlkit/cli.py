@@ -10,6 +10,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from mtlkit.errors import MtlkitError
 
@@ -43,22 +44,27 @@ def _parse_hparams(items: Sequence[str]) -> dict[str, object]:
     return out
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
+def load_data_from_args(args: argparse.Namespace, default: str = "digits") -> Any:
+    """The data a command names: ``--data`` table (with ``--task``/``--target``) or ``--dataset`` by name."""
     from mtlkit import datasets
     from mtlkit.data.multitask import MultiTaskData
-    from mtlkit.experiments.bench import IMPROVEMENT_DEFINITION, leaderboard, run_bench, write_results
-    from mtlkit.experiments.store import ResultsStore
 
     if args.data is not None:
         if not args.task or not args.target:
             raise MtlkitError("--data needs --task COLUMN and --target COLUMN")
-        data = MultiTaskData.from_table(args.data, task=args.task, target=args.target, kind=args.kind,
+        return MultiTaskData.from_table(args.data, task=args.task, target=args.target, kind=args.kind,
                                         categorical=args.categorical)
-    else:
-        data = datasets.load(args.dataset, data_dir=args.data_dir)
+    return datasets.load(args.dataset or default, data_dir=args.data_dir)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from mtlkit.experiments.bench import IMPROVEMENT_DEFINITION, leaderboard, run_bench, write_results
+    from mtlkit.experiments.store import ResultsStore
+
+    data = load_data_from_args(args)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if not methods:
         raise MtlkitError("--methods is empty")

@@ -66,9 +66,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 def cmd_train(args: argparse.Namespace) -> int:
     """Load the data, make the split, train (or resume), print the test metrics, save if asked."""
     import mtlkit
-    from mtlkit import datasets
-    from mtlkit.cli import _parse_hparams
-    from mtlkit.data.multitask import MultiTaskData
+    from mtlkit.cli import _parse_hparams, load_data_from_args
     from mtlkit.experiments.bench import make_splits
     from mtlkit.train import checkpoint as ckpt_io
     from mtlkit.train.run import grid_point_path
@@ -79,13 +77,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise MtlkitError(f"{'--resume' if args.resume else '--checkpoint-every'} needs --checkpoint FILE")
     entry = mtlkit.methods.get(args.method)
     hparams = _parse_hparams(args.set)
-    if args.data is not None:
-        if not args.task or not args.target:
-            raise MtlkitError("--data needs --task COLUMN and --target COLUMN")
-        data = MultiTaskData.from_table(args.data, task=args.task, target=args.target, kind=args.kind,
-                                        categorical=args.categorical)
-    else:
-        data = datasets.load(args.dataset or "digits", data_dir=args.data_dir)
+    data = load_data_from_args(args)
     grid = None
     if args.grid:
         grid = {k: v for k, v in entry.grid_for(data.kind).items() if k not in hparams} or None
