@@ -7,10 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 from mtlkit.analysis.relations import HasTaskRelations, task_relations
+from mtlkit.analysis.similarity import covariance_similarity, similarity_matrix
 
 _PLOTS = ("plot_relation_matrix", "plot_improvement_bars", "plot_learning_curves", "save_figure")
 
-__all__ = ["HasTaskRelations", "task_relations", *_PLOTS]
+__all__ = ["HasTaskRelations", "covariance_similarity", "similarity_matrix", "task_relations", *_PLOTS]
 
 
 def __getattr__(name: str) -> Any:

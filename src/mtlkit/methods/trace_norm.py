@@ -1,0 +1,110 @@
+"""Tensor trace norms of a stack of per-task weights (Yang & Hospedales, "Trace Norm Regularised Deep Multi-Task
+Learning", Eq. 1-3), with the task axis LAST: ``W`` is ``[D_1, ..., D_{N-1}, T]``.
+
+* ``"laf"`` (Eq. 1): ``‖W_(N)‖_*``, the nuclear norm of the task-mode unfolding; it has the same singular values
+  as the ``(∏D) × T`` matrix ``W.reshape(-1, T)``.
+* ``"tucker"`` (Eq. 2): ``Σ_{i=1..N} ‖W_(i)‖_*`` over ALL modes, the task mode included, where the mode-i
+  unfolding ``W_(i)`` moves axis i to the front and reshapes to ``(D_i, ∏ rest)``.
+* ``"tt"`` (Eq. 3): ``Σ_{j=1..N-1} ‖W_[j]‖_*`` with ``W_[j] = reshape(W, [D_1⋯D_j, D_{j+1}⋯D_N])``, a row-major
+  reshape with no permutation (so it depends on the axis order: use `to_paper_layout` for PyTorch kernels).
+
+The per-term weights γ_i of the paper are left to the caller (`trace_norm_terms` gives the terms). Gradients flow
+through the singular values only (``torch.linalg.svdvals(M).sum()``, whose backward is ``U Vᵀ``, the subgradient
+of Watson 1992): no gradient through U or V, so repeated singular values are harmless.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from mtlkit.errors import MtlkitError, UnknownNameError
+
+KINDS = ("laf", "tucker", "tt")
+
+
+def unfold(W: torch.Tensor, mode: int) -> torch.Tensor:
+    """The mode-``mode`` unfolding: axis ``mode`` moved first, the rest flattened in order: ``(D_mode, ∏rest)``."""
+    if W.dim() < 1:
+        raise MtlkitError("unfold needs a tensor with at least one axis")
+    mode = _axis(mode, W.dim())
+    return torch.movedim(W, mode, 0).reshape(W.shape[mode], -1)
+
+
+def tt_unfold(W: torch.Tensor, j: int) -> torch.Tensor:
+    """The TT unfolding ``W_[j]``: a row-major reshape to ``(D_1⋯D_j, D_{j+1}⋯D_N)``, ``1 ≤ j ≤ N-1``."""
+    if not 1 <= j <= W.dim() - 1:
+        raise MtlkitError(f"TT unfolding index must be in 1..{W.dim() - 1} for a {W.dim()}-way tensor, got {j}")
+    return W.reshape(math.prod(W.shape[:j]), math.prod(W.shape[j:]))
+
+
+def nuclear_norm(M: torch.Tensor) -> torch.Tensor:
+    """Sum of the singular values of a matrix; its gradient is ``U Vᵀ`` (no U/V derivative terms)."""
+    return torch.linalg.svdvals(M).sum()
+
+
+def trace_norm_terms(W: torch.Tensor, kind: str, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """The nuclear norms that make up ``tensor_trace_norm(W, kind)``, as a 1-D tensor (1, N or N-1 terms)."""
+    key = _kind(kind)
+    if not isinstance(W, torch.Tensor) or W.dim() < 2:
+        shape = tuple(W.shape) if isinstance(W, torch.Tensor) else type(W).__name__
+        raise MtlkitError(f"tensor_trace_norm needs a tensor W [..., T] with at least 2 axes, got {shape}")
+    if not W.is_floating_point():
+        raise MtlkitError(f"tensor_trace_norm needs a floating-point tensor, got {W.dtype}")
+    Wc = W if dtype is None else W.to(dtype)
+    if key == "laf":
+        mats = [Wc.reshape(-1, Wc.shape[-1])]
+    elif key == "tucker":
+        mats = [unfold(Wc, i) for i in range(Wc.dim())]
+    else:
+        mats = [tt_unfold(Wc, j) for j in range(1, Wc.dim())]
+    return torch.stack([nuclear_norm(m) for m in mats]).to(W.dtype)
+
+
+def tensor_trace_norm(W: torch.Tensor, kind: str, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Tensor trace norm of ``W [..., T]`` (task axis last); ``kind`` "laf" | "tucker" | "tt"; optional ``dtype``."""
+    return trace_norm_terms(W, kind, dtype=dtype).sum()
+
+
+def to_paper_layout(stack: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+    """PyTorch per-task weights → the paper's task-last layout: conv ``[T, cout, cin, kh, kw]`` → ``(kh, kw, cin,
+    cout, T)``; fc ``[T, in, out]`` (a `TaskLinear` weight) → ``(in, out, T)``.
+
+    A sequence of per-task tensors is stacked first. For a stack of ``nn.Linear`` weights (``[out, in]`` each)
+    transpose each to ``[in, out]`` before calling. Only "tt" depends on this order: LAF and Tucker are invariant
+    to permuting the non-task axes (the unfoldings only permute rows/columns or reorder the terms).
+    """
+    W = torch.stack(list(stack)) if not isinstance(stack, torch.Tensor) else stack
+    if W.dim() == 5:
+        return W.permute(3, 4, 2, 1, 0)
+    if W.dim() == 3:
+        return W.permute(1, 2, 0)
+    raise MtlkitError(f"to_paper_layout expects a conv stack [T, cout, cin, kh, kw] or an fc stack [T, in, out], "
+                      f"got shape {tuple(W.shape)}")
+
+
+def from_paper_layout(W: torch.Tensor) -> torch.Tensor:
+    """Inverse of `to_paper_layout`: ``(kh, kw, cin, cout, T)`` → ``[T, cout, cin, kh, kw]``; ``(in, out, T)`` →
+    ``[T, in, out]``."""
+    if W.dim() == 5:
+        return W.permute(4, 3, 2, 0, 1)
+    if W.dim() == 3:
+        return W.permute(2, 0, 1)
+    raise MtlkitError(f"from_paper_layout expects (kh, kw, cin, cout, T) or (in, out, T), got shape {tuple(W.shape)}")
+
+
+def _kind(kind: str) -> str:
+    """The normalised kind name, or an `UnknownNameError` listing the known kinds."""
+    key = str(kind).lower()
+    if key not in KINDS:
+        raise UnknownNameError(f"unknown tensor trace norm kind {kind!r}; known: {', '.join(KINDS)}")
+    return key
+
+
+def _axis(mode: int, ndim: int) -> int:
+    """A non-negative axis index (negative counts from the end), or a `MtlkitError`."""
+    if not -ndim <= mode < ndim:
+        raise MtlkitError(f"mode {mode} is out of range for a {ndim}-way tensor")
+    return mode % ndim
