@@ -84,7 +84,7 @@ register(MethodInfo(
 register(MethodInfo(
     name="single",
     summary="One MLP shared by all tasks (no task-specific parameters): the fully shared end of the spectrum.",
-    paper="TOMATO (Wang et al.) Table 3 'Single'",
+    paper="TOMATO (Zhang & Lee, CIKM 2020) Table 3 'Single'",
     build=lambda info, hp: MethodParts(SingleNet(info, **_arch(hp))),
     defaults=ARCH_DEFAULTS, grid=ARCH_GRID,
 ))
