@@ -53,3 +53,5 @@ def _ensure_loaded() -> None:
     # The method modules register themselves on import.
     import mtlkit.methods.baselines  # noqa: F401
     import mtlkit.methods.linear  # noqa: F401
+    import mtlkit.methods.tomato  # noqa: F401
+    import mtlkit.methods.tomato_baselines  # noqa: F401

@@ -1,0 +1,263 @@
+"""TOMATO's Table-3 neural baselines on the shared-bottom layout: `inter-task-l2`, `cross-stitch`, `mmoe`
+and `mrn` (see METHOD_NOTES §1 "Baselines as implemented" and §6 for where we follow the papers rather
+than MTSEM's code). Every task-specific piece is one task-stacked tensor; no step loops over tasks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from mtlkit.data.spec import DataInfo
+from mtlkit.data.tensors import Batch
+from mtlkit.methods.base import MethodInfo, MethodParts, ModelOutput
+from mtlkit.methods.baselines import ARCH_DEFAULTS, ARCH_GRID, HardShareNet, _arch, _flatten, _shared_bottom
+from mtlkit.methods.registry import register
+from mtlkit.nn import MLP, TaskLinear, TaskMLP
+from mtlkit.nn import activation as make_activation
+
+
+def _bottom(info: DataInfo, hidden: list[int], act: str, dropout: float) -> tuple[nn.Module, int]:
+    """The shared bottom φ (identity when ``hidden`` is empty) and its output width."""
+    width = hidden[-1] if hidden else info.n_features
+    return MLP([info.n_features, *hidden], act, dropout, last_activation=True), width
+
+
+# ---------------------------------------------------------------------- inter-task-l2
+def pairwise_sq_distance_sum(w: torch.Tensor) -> torch.Tensor:
+    """Σ_{i<j} ‖w_i − w_j‖² over the rows of ``w`` [T, n] (unordered pairs), as T·Σ_i ‖w_i − w̄‖².
+
+    That equals the Gram form T·Σ‖w_i‖² − ‖Σw_i‖² exactly; centring first avoids its cancellation."""
+    c = w - w.mean(0, keepdim=True)
+    return w.shape[0] * (c * c).sum()
+
+
+def _task_vectors(layer: TaskLinear) -> torch.Tensor:
+    """One layer's weights and bias flattened per task: [T, in·out (+ out)]."""
+    w = layer.weight.reshape(layer.n_tasks, -1)
+    return w if layer.bias is None else torch.cat([w, layer.bias], dim=1)
+
+
+def inter_task_l2(model: nn.Module) -> torch.Tensor:
+    """Σ over the task-specific layers of Σ_{i<j} ‖W_i − W_j‖² (weights and biases), unscaled."""
+    heads: TaskMLP = model.heads  # type: ignore[assignment]
+    return torch.stack([pairwise_sq_distance_sum(_task_vectors(layer)) for layer in heads.linear_layers()]).sum()
+
+
+def _build_inter_task_l2(info: DataInfo, hp: dict[str, Any]) -> MethodParts:
+    mu = float(hp["mu"])
+
+    def penalty(model: nn.Module, out: ModelOutput, batch: Batch) -> torch.Tensor:
+        """μ·Σ_{i<j}‖W_i − W_j‖²: pulls the task heads towards each other (TOMATO's Inter-task-l2)."""
+        return mu * inter_task_l2(model)
+
+    return MethodParts(HardShareNet(info, **_arch(hp)), penalties=(penalty,) if mu else (),
+                       shared_parameters=_shared_bottom)
+
+
+# ---------------------------------------------------------------------- cross-stitch
+class CrossStitchNet(nn.Module):
+    """Shared bottom φ, per-task towers (``head_hidden``), a per-unit cross-stitch unit, per-task output.
+
+    Misra et al. (2016), per-unit form: for hidden unit u of the towers' top layer, x̃_i[u] = Σ_j α[u, i, j]
+    x_j[u], where x_j is task j's tower applied to the *same* input (task i's rows for heterogeneous data).
+    α [hd, T, T] starts at 0.9 on the diagonal and 0.1 off it, as in the paper. MTSEM instead mixes all units
+    with one dense (T·hd)² matrix initialised to I, and LibMTL initialises α to ones; neither is offered.
+    The paper's ~10³ learning-rate multiplier on α is not applied.
+    Heterogeneous inputs cost T× the towers' work: every tower runs on every task's rows ([T, T, B, hd]).
+    """
+
+    def __init__(self, info: DataInfo, hidden: list[int], head_hidden: list[int], activation: str,
+                 dropout: float) -> None:
+        super().__init__()
+        if not head_hidden:
+            raise ValueError("cross-stitch mixes the towers' top hidden layer: it needs head_hidden=[...]")
+        T = info.n_tasks
+        self.shared, self.n_tasks = info.shared, T
+        self.bottom, width = _bottom(info, hidden, activation, dropout)
+        self.towers = TaskMLP(T, [width, *head_hidden], activation, dropout, last_activation=True)
+        hd = head_hidden[-1]
+        alpha = torch.full((T, T), 0.1)
+        alpha.fill_diagonal_(0.9)
+        self.alpha = nn.Parameter(alpha.expand(hd, T, T).clone())
+        self.out = TaskLinear(T, hd, info.spec.n_outputs)
+
+    def stitched(self, x: torch.Tensor) -> torch.Tensor:
+        """The towers' mixed top hidden activations x̃ [T, B, hd]."""
+        z = self.bottom(_flatten(x, self.shared, self.n_tasks))
+        if self.shared:  # every tower on the one input: [T_j, B, hd]
+            return torch.einsum("uij,jbu->ibu", self.alpha, self.towers(z))
+        T, B = z.shape[0], z.shape[1]
+        h = self.towers(z.reshape(T * B, -1)).reshape(T, T, B, -1)  # (tower j, input task s, B, hd)
+        return torch.einsum("uij,jibu->ibu", self.alpha, h)  # target task i reads its own input s = i
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.stitched(x))
+
+    def task_relations(self) -> dict[str, torch.Tensor]:
+        """α averaged over hidden units: how much task i reads from task j's tower."""
+        return {"cross-stitch α (mean over units)": self.alpha.mean(0)}
+
+
+def _stitch_shared(model: nn.Module) -> list[nn.Parameter]:
+    """Parameters every task's loss reaches: the bottom and (through α) all towers."""
+    return [*model.bottom.parameters(), *model.towers.parameters()]
+
+
+# ---------------------------------------------------------------------- MMoE
+class MMoENet(nn.Module):
+    """Multi-gate mixture of experts (Ma et al. 2018) on a shared bottom, as MTSEM builds it.
+
+    Experts e: relu(φ(x)·A_e + a_e), all E in one [E, h, expert_dim] parameter; task gates
+    g_t = softmax(φ(x)·G_t + c_t) over experts ([T, h, E]); then task towers (``head_hidden``) and outputs.
+    The gates read φ(x) (MTSEM); ``hidden=[]`` makes φ the identity: the paper's gates on the raw input.
+    """
+
+    def __init__(self, info: DataInfo, hidden: list[int], head_hidden: list[int], activation: str,
+                 dropout: float, n_experts: int, expert_dim: int) -> None:
+        super().__init__()
+        if n_experts < 1 or expert_dim < 1:
+            raise ValueError(f"mmoe needs n_experts >= 1 and expert_dim >= 1, got {n_experts}, {expert_dim}")
+        T = info.n_tasks
+        self.shared, self.n_tasks = info.shared, T
+        self.bottom, width = _bottom(info, hidden, activation, dropout)
+        self.experts = TaskLinear(n_experts, width, expert_dim)  # the "task" axis here is the expert axis
+        self.expert_act = nn.Sequential(make_activation(activation),
+                                        nn.Dropout(dropout) if dropout > 0 else nn.Identity())
+        self.gate = TaskLinear(T, width, n_experts)
+        self.heads = TaskMLP(T, [expert_dim, *head_hidden, info.spec.n_outputs], activation, dropout)
+
+    def gates(self, z: torch.Tensor) -> torch.Tensor:
+        """Task gates [T, B, E] from bottom features ``z`` ([B, h] or [T, B, h]); rows sum to 1."""
+        return torch.softmax(self.gate(z), dim=-1)
+
+    def mixed(self, x: torch.Tensor) -> torch.Tensor:
+        """Σ_e g_t(x)_e f_e(x) per task: [T, B, expert_dim]."""
+        z = self.bottom(_flatten(x, self.shared, self.n_tasks))
+        g = self.gates(z)
+        if self.shared:
+            f = self.expert_act(self.experts(z))  # [E, B, d]
+            return torch.einsum("tbe,ebd->tbd", g, f)
+        f = self.expert_act(torch.einsum("tbh,ehd->tebd", z, self.experts.weight)
+                            + self.experts.bias[None, :, None, :])  # [T, E, B, d]
+        return torch.einsum("tbe,tebd->tbd", g, f)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.heads(self.mixed(x))
+
+
+def _mmoe_shared(model: nn.Module) -> list[nn.Parameter]:
+    """Parameters every task's loss reaches: the bottom and the experts."""
+    return [*model.bottom.parameters(), *model.experts.parameters()]
+
+
+# ---------------------------------------------------------------------- MRN
+def mrn_precision(sigma: torch.Tensor, threshold: float = 0.1, max_trace: float = 3000.0) -> torch.Tensor:
+    """MRN's task precision from a covariance: U·diag(f(s))·Vᵀ with f(s) = 1/s if s > threshold else s,
+    rescaled to trace ``max_trace`` when above it (thuml/MTlearn; METHOD_NOTES §6-7)."""
+    u, s, vh = torch.linalg.svd(sigma)
+    f = torch.where(s > threshold, 1.0 / s.clamp_min(threshold), s)
+    omega = (u * f) @ vh
+    tr = torch.diagonal(omega).sum()
+    return torch.where(tr > max_trace, omega * (max_trace / tr), omega)
+
+
+class MRNNet(HardShareNet):
+    """Hard-share with MRN's tensor-normal prior on the last task-specific layer's weights W [T, in, out].
+
+    Penalty tr(Ω_T·G), G[i, j] = ⟨W_i, W_j⟩, i.e. vec(W)ᵀ(Ω_T⊗I⊗I)vec(W) with the feature and class
+    covariances fixed at I as the official code leaves them. Every ``update_every`` training steps
+    Ω_T ← `mrn_precision`(W_(1)W_(1)ᵀ + 1e-5·I). Ω_T, Σ_T and the step count are buffers, so saved runs and
+    checkpoints keep them; a host-side copy of the count decides when to update without a device sync.
+    """
+
+    def __init__(self, info: DataInfo, hidden: list[int], head_hidden: list[int], activation: str,
+                 dropout: float, update_every: int) -> None:
+        super().__init__(info, hidden, head_hidden, activation, dropout)
+        if update_every < 1:
+            raise ValueError(f"mrn needs update_every >= 1, got {update_every}")
+        T = info.n_tasks
+        self.update_every = int(update_every)
+        self.register_buffer("omega", torch.eye(T))
+        self.register_buffer("sigma", torch.eye(T))
+        self.register_buffer("steps", torch.zeros((), dtype=torch.int64))
+        self._steps = 0
+        self.register_load_state_dict_post_hook(_sync_steps)
+
+    def last_weight(self) -> torch.Tensor:
+        """The prior's tensor: the last task-specific layer's weights flattened per task, [T, in·out]."""
+        layer = self.heads.linear_layers()[-1]
+        return layer.weight.reshape(layer.n_tasks, -1)
+
+    @torch.no_grad()
+    def update_prior(self) -> None:
+        """Re-estimate Σ_T = W_(1)W_(1)ᵀ + 1e-5·I and Ω_T from the current weights (float64 SVD)."""
+        w = self.last_weight().double()
+        sigma = w @ w.T + 1e-5 * torch.eye(w.shape[0], dtype=w.dtype, device=w.device)
+        self.sigma.copy_(sigma)
+        self.omega.copy_(mrn_precision(sigma))
+
+    def prior_penalty(self) -> torch.Tensor:
+        """tr(Ω_T·W Wᵀ) for one training step; counts the step and refreshes Ω_T every ``update_every``."""
+        self._steps += 1
+        self.steps.fill_(self._steps)
+        if self._steps % self.update_every == 0:
+            self.update_prior()
+        w = self.last_weight()
+        return (self.omega * (w @ w.T)).sum()
+
+    def task_relations(self) -> dict[str, torch.Tensor]:
+        """The estimated task covariance Σ_T and precision Ω_T."""
+        return {"MRN task covariance Σ_T": self.sigma, "MRN task precision Ω_T": self.omega}
+
+
+def _sync_steps(module: nn.Module, incompatible: Any) -> None:
+    """After ``load_state_dict``: the host-side step count follows the loaded buffer (a one-off sync)."""
+    module._steps = int(module.steps)  # type: ignore[assignment]
+
+
+def _build_mrn(info: DataInfo, hp: dict[str, Any]) -> MethodParts:
+    trade_off = float(hp["trade_off"])
+    model = MRNNet(info, **_arch(hp), update_every=int(hp["update_every"]))
+
+    def penalty(model: nn.Module, out: ModelOutput, batch: Batch) -> torch.Tensor:
+        """trade_off·tr(Ω_T W Wᵀ): MRN's tensor-normal prior on the last task-specific layer."""
+        return trade_off * model.prior_penalty()  # type: ignore[operator]
+
+    return MethodParts(model, penalties=(penalty,) if trade_off else (), shared_parameters=_shared_bottom)
+
+
+# ---------------------------------------------------------------------- registry
+_PAPER = "TOMATO (Wang et al.) Table 3 baseline; "
+register(MethodInfo(
+    name="inter-task-l2",
+    summary="Hard-share + μ·Σ_{i<j}‖W_i − W_j‖² over the task heads' weights and biases (unordered pairs).",
+    paper=_PAPER + "Evgeniou & Pontil 2004 style mean-regularised MTL (TOMATO's [7])",
+    build=_build_inter_task_l2,
+    defaults={**ARCH_DEFAULTS, "mu": 1e-2}, grid={**ARCH_GRID, "mu": [1e-3, 1e-2]},
+))
+register(MethodInfo(
+    name="cross-stitch",
+    summary="Hard-share whose per-task towers are mixed per hidden unit by learned T×T cross-stitch units α.",
+    paper=_PAPER + "Misra et al., Cross-stitch networks for multi-task learning, CVPR 2016",
+    build=lambda info, hp: MethodParts(CrossStitchNet(info, **_arch(hp)), shared_parameters=_stitch_shared),
+    defaults=ARCH_DEFAULTS, grid=ARCH_GRID,
+))
+register(MethodInfo(
+    name="mmoe",
+    summary="Multi-gate mixture of experts on a shared bottom: per-task softmax gates over shared experts.",
+    paper=_PAPER + "Ma et al., Modeling task relationships in multi-task learning with MMoE, KDD 2018",
+    build=lambda info, hp: MethodParts(MMoENet(info, **_arch(hp), n_experts=int(hp["n_experts"]),
+                                               expert_dim=int(hp["expert_dim"])), shared_parameters=_mmoe_shared),
+    defaults={**ARCH_DEFAULTS, "n_experts": 4, "expert_dim": 32}, grid=ARCH_GRID,
+))
+register(MethodInfo(
+    name="mrn",
+    summary="Hard-share + MRN's task-covariance prior trade_off·tr(Ω_T W Wᵀ) on the last head layer, "
+            "Ω_T re-estimated every update_every steps.",
+    paper=_PAPER + "Long et al., Learning multiple tasks with multilinear relationship networks, NeurIPS 2017",
+    build=_build_mrn,
+    defaults={**ARCH_DEFAULTS, "trade_off": 1e-2, "update_every": 100},
+    grid={**ARCH_GRID, "trade_off": [1e-3, 1e-2]},
+))
