@@ -97,7 +97,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     for n in datasets.names():
         d = datasets.info(n)
         where = f"reads ${datasets.ENV_VAR} / --data-dir" if d.needs_data_dir else "embedded"
-        print(f"{n:<15} {d.summary} [{where}]")
+        print(f"{n:<17} {d.summary} [{where}]")
     return 0
 
 

@@ -45,6 +45,12 @@ def _school3(data_dir: Any = None, **kw: Any) -> MultiTaskData:
     return load_school_3class(data_dir, **kw)
 
 
+def _tomato_synthetic(data_dir: Any = None, **kw: Any) -> MultiTaskData:
+    from mtlkit.datasets.synthetic import load_tomato_synthetic
+
+    return load_tomato_synthetic(**kw)
+
+
 _DATASETS = {d.name: d for d in (
     DatasetInfo("digits", "embedded: scikit-learn 8x8 digits, 10 one-vs-rest binary tasks (~360 rows each)",
                 False, _digits),
@@ -53,6 +59,9 @@ _DATASETS = {d.name: d for d in (
     DatasetInfo("school", "ILEA School: 139 regression tasks (exam score), 28 features, Argyriou's 10 splits",
                 True, _school),
     DatasetInfo("school-3class", "TOMATO's School: 139 tasks, score binned into 3 classes", True, _school3),
+    DatasetInfo("tomato-synthetic", "embedded: TOMATO's synthetic within-topic task-sparsity data, 12 tasks x 2000 "
+                "rows, d=64, soft labels over 5 classes (generated; truth via datasets.synthetic.tomato_synthetic)",
+                False, _tomato_synthetic),
 )}
 
 
