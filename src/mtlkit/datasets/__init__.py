@@ -51,6 +51,12 @@ def _tomato_synthetic(data_dir: Any = None, **kw: Any) -> MultiTaskData:
     return load_tomato_synthetic(**kw)
 
 
+def _amtfl_synthetic(data_dir: Any = None, **kw: Any) -> MultiTaskData:
+    from mtlkit.datasets.amtfl_synthetic import load_amtfl_synthetic
+
+    return load_amtfl_synthetic(**kw)
+
+
 _DATASETS = {d.name: d for d in (
     DatasetInfo("digits", "embedded: scikit-learn 8x8 digits, 10 one-vs-rest binary tasks (~360 rows each)",
                 False, _digits),
@@ -62,6 +68,9 @@ _DATASETS = {d.name: d for d in (
     DatasetInfo("tomato-synthetic", "embedded: TOMATO's synthetic within-topic task-sparsity data, 12 tasks x 2000 "
                 "rows, d=64, soft labels over 5 classes (generated; truth via datasets.synthetic.tomato_synthetic)",
                 False, _tomato_synthetic),
+    DatasetInfo("amtfl-synthetic", "embedded: Deep-AMTFL's synthetic regression data, 6 easy (sigma=1) + 6 hard "
+                "(sigma=2) tasks, d=30, w_t from 2 of 6 bases, 5 splits 50/50/100 easy and 25/25/100 hard "
+                "(generated; truth via datasets.amtfl_synthetic.amtfl_synthetic)", False, _amtfl_synthetic),
 )}
 
 
