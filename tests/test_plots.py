@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import toy_data
 from matplotlib.colors import to_hex
 from matplotlib.image import imread
 
@@ -29,14 +30,6 @@ from mtlkit.errors import MtlkitError
 from mtlkit.experiments.bench import run_bench
 from mtlkit.experiments.store import ResultsStore
 from mtlkit.train.trainer import History
-
-
-def toy_data(name: str, n_tasks: int, seed: int = 0) -> mtlkit.MultiTaskData:
-    rng = np.random.default_rng(seed)
-    Xs = [rng.normal(size=(30, 4)) for _ in range(n_tasks)]
-    ys = [X @ rng.normal(size=4) + 0.1 * rng.normal(size=30) for X in Xs]
-    return mtlkit.MultiTaskData.from_tasks(Xs, ys, kind="regression", names=[f"t{i}" for i in range(n_tasks)],
-                                           name=name)
 
 
 def check_files(paths: list[Path], fig_size: tuple[float, float]) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import toy_data
 from scipy import stats
 
 import mtlkit
@@ -31,14 +32,6 @@ from mtlkit.experiments.report import (
 )
 from mtlkit.experiments.store import ResultsStore
 from mtlkit.train.run import Evaluation
-
-
-def toy_data(name: str, n_tasks: int, seed: int = 0) -> mtlkit.MultiTaskData:
-    rng = np.random.default_rng(seed)
-    Xs = [rng.normal(size=(30, 4)) for _ in range(n_tasks)]
-    ys = [X @ rng.normal(size=4) + 0.1 * rng.normal(size=30) for X in Xs]
-    return mtlkit.MultiTaskData.from_tasks(Xs, ys, kind="regression", names=[f"t{i}" for i in range(n_tasks)],
-                                           name=name)
 
 
 def fake_eval(rmse: list[float]) -> Evaluation:

@@ -44,6 +44,19 @@ def _parse_hparams(items: Sequence[str]) -> dict[str, object]:
     return out
 
 
+def add_data_arguments(p: argparse.ArgumentParser, source: argparse._ActionsContainer | None = None) -> None:
+    """The options naming a command's data: ``--dataset`` or a ``--data`` table (put on ``source``, e.g.
+    a mutually exclusive group) with its columns and kind, and ``--data-dir``; read by `load_data_from_args`."""
+    src = source if source is not None else p
+    src.add_argument("--dataset", help="a data set name (see `mtlkit datasets`); default digits")
+    src.add_argument("--data", type=Path, help="your own CSV/Parquet table instead of --dataset")
+    p.add_argument("--task", help="task column of --data")
+    p.add_argument("--target", help="target column of --data")
+    p.add_argument("--kind", choices=["regression", "binary", "multiclass"], help="task kind of --data (inferred)")
+    p.add_argument("--categorical", action="store_true", help="one-hot the non-numeric feature columns of --data")
+    p.add_argument("--data-dir", type=Path, help="data directory (default: $MTLKIT_DATA)")
+
+
 def load_data_from_args(args: argparse.Namespace, default: str = "digits") -> Any:
     """The data a command names: ``--data`` table (with ``--task``/``--target``) or ``--dataset`` by name."""
     from mtlkit import datasets
@@ -128,16 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser("bench", help="compare methods on one data set over several splits")
-    b.add_argument("--dataset", default="digits", help="a data set name (see `mtlkit datasets`); default digits")
+    add_data_arguments(b)
     b.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated (default {DEFAULT_METHODS})")
     b.add_argument("--splits", type=int, default=3, help="number of splits (default 3)")
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--data", type=Path, help="your own CSV/Parquet table instead of --dataset")
-    b.add_argument("--task", help="task column of --data")
-    b.add_argument("--target", help="target column of --data")
-    b.add_argument("--kind", choices=["regression", "binary", "multiclass"], help="task kind of --data (inferred)")
-    b.add_argument("--categorical", action="store_true", help="one-hot the non-numeric feature columns of --data")
-    b.add_argument("--data-dir", type=Path, help="data directory (default: $MTLKIT_DATA)")
     b.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     b.add_argument("--out", default="results", help="folder for results.sqlite and the tables (default results/)")
     b.add_argument("--no-select", action="store_true", help="skip the validation grid: use default hyper-parameters")

@@ -27,17 +27,12 @@ never interrupted (bitwise on the CPU). With --grid each grid point checkpoints 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Register `mtlkit train` on the CLI's sub-command parsers."""
+    from mtlkit.cli import add_data_arguments
+
     p = sub.add_parser("train", help="train one method on one split; checkpoints, resume, TensorBoard",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("method", help="the method (see `mtlkit methods`)")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--dataset", help="a data set name (see `mtlkit datasets`); default digits")
-    src.add_argument("--data", type=Path, help="your own CSV/Parquet table instead of --dataset")
-    p.add_argument("--task", help="task column of --data")
-    p.add_argument("--target", help="target column of --data")
-    p.add_argument("--kind", choices=["regression", "binary", "multiclass"], help="task kind of --data (inferred)")
-    p.add_argument("--categorical", action="store_true", help="one-hot the non-numeric feature columns of --data")
-    p.add_argument("--data-dir", type=Path, help="data directory (default: $MTLKIT_DATA)")
+    add_data_arguments(p, p.add_mutually_exclusive_group())
     p.add_argument("--split-seed", type=int, default=0, help="seed of the random split (and of the validation "
                    "rows carved from a predefined split); default 0")
     p.add_argument("--test", type=float, default=0.2, help="test fraction of each task's rows (default 0.2)")

@@ -124,9 +124,9 @@ def run_bench(data: MultiTaskData, methods: Sequence[str], n_splits: int = 3, se
 
 
 def _known(entry: Any) -> set[str]:
-    from mtlkit.train.config import TRAIN_DEFAULTS
+    from mtlkit.train.config import method_defaults
 
-    return set(entry.defaults) | (set() if entry.fit is not None else set(TRAIN_DEFAULTS))
+    return set(method_defaults(entry))
 
 
 def leaderboard(res: BenchResult, reference: str | None = None) -> list[LeaderboardRow]:

@@ -39,10 +39,10 @@ def names() -> list[str]:
 
 def describe(name: str) -> dict[str, Any]:
     """Paper, summary, hyper-parameters with defaults, default grid, supported task kinds, needs."""
-    from mtlkit.train.config import TRAIN_DEFAULTS
+    from mtlkit.train.config import method_defaults
 
     info = get(name)
-    hp = dict(info.defaults) if info.fit is not None else {**TRAIN_DEFAULTS, **info.defaults}
+    hp = method_defaults(info)
     return {"name": info.name, "summary": info.summary, "paper": info.paper, "hyperparameters": hp,
             "grid": {kind: info.grid_for(kind) for kind in info.kinds}, "kinds": list(info.kinds),
             "needs": list(info.needs), "aliases": list(info.aliases),

@@ -19,6 +19,12 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 }
 
 
+def method_defaults(entry: Any) -> dict[str, Any]:
+    """Every hyper-parameter a registered method accepts, with its default: the method's own, plus the
+    Trainer's for SGD-trained methods (a method with its own ``fit`` takes only its own)."""
+    return dict(entry.defaults) if entry.fit is not None else {**TRAIN_DEFAULTS, **entry.defaults}
+
+
 def merge_hparams(defaults: dict[str, Any], given: dict[str, Any] | None, method: str) -> dict[str, Any]:
     """Defaults overridden by ``given``; an unknown name is an error listing the known ones."""
     given = dict(given or {})

@@ -23,7 +23,7 @@ from mtlkit.data.transforms import FittedPCA
 from mtlkit.errors import DataError, MtlkitError
 from mtlkit.methods import registry
 from mtlkit.methods.base import MethodParts, as_output
-from mtlkit.train.config import TRAIN_DEFAULTS, merge_hparams
+from mtlkit.train.config import merge_hparams, method_defaults
 from mtlkit.train.distributed import DistContext
 from mtlkit.train.losses import TaskLoss
 from mtlkit.train.metrics import LOWER_IS_BETTER, PRIMARY_METRIC, average, compute_metrics
@@ -264,8 +264,7 @@ def train_one(method: str, split: Split, hparams: dict[str, Any] | None = None, 
     if entry.fit is not None and (checkpoint is not None or resume or tensorboard is not None):
         raise MtlkitError(f"method {entry.name!r} is not trained by SGD: checkpoints, resume and TensorBoard "
                           "logging apply only to SGD-trained methods")
-    defaults = dict(entry.defaults) if entry.fit is not None else {**TRAIN_DEFAULTS, **entry.defaults}
-    hp = merge_hparams(defaults, hparams, method)
+    hp = merge_hparams(method_defaults(entry), hparams, method)
     if distributed is not None and entry.fit is not None:
         raise MtlkitError(f"method {entry.name!r} is not trained by SGD: distributed training does not apply")
     dev = distributed.device if distributed is not None else resolve_device(device)
