@@ -50,8 +50,13 @@ def describe(name: str) -> dict[str, Any]:
 
 
 def _ensure_loaded() -> None:
-    # The method modules register themselves on import.
-    import mtlkit.methods.baselines  # noqa: F401
-    import mtlkit.methods.linear  # noqa: F401
-    import mtlkit.methods.tomato  # noqa: F401
-    import mtlkit.methods.tomato_baselines  # noqa: F401
+    """Import every module of `mtlkit.methods`: a method module registers its methods on import, so a new
+    method needs no edit here."""
+    import importlib
+    import pkgutil
+
+    import mtlkit.methods as pkg
+
+    for mod in pkgutil.iter_modules(pkg.__path__):
+        if mod.name not in ("base", "registry") and not mod.name.startswith("_"):
+            importlib.import_module(f"mtlkit.methods.{mod.name}")
