@@ -52,6 +52,7 @@ class MethodParts:
     shared_parameters: Callable[[nn.Module], list[nn.Parameter]] | None = None
     state: Callable[[], dict[str, torch.Tensor]] | None = None
     load_state: Callable[[dict[str, torch.Tensor]], None] | None = None
+    warm_start: Callable[[nn.Module], None] | None = None
 
 
 Fit = Callable[[MethodParts, DeviceData, dict[str, Any]], None]
@@ -64,7 +65,9 @@ class MethodInfo:
 
     ``defaults`` are the method's own hyper-parameters (training ones too, where they differ from the
     Trainer's); ``grid`` is the small default search space model selection uses on validation.
-    ``fit`` replaces SGD training for closed-form or alternating methods.
+    ``fit`` replaces SGD training for closed-form or alternating methods. ``pretrain`` names a method that
+    is trained first (same data, seed and the hyper-parameters it shares with this one); its model is
+    handed to ``MethodParts.warm_start`` before this method's own training.
     """
 
     name: str
@@ -77,6 +80,7 @@ class MethodInfo:
     needs: tuple[str, ...] = ()
     fit: Fit | None = None
     aliases: tuple[str, ...] = ()
+    pretrain: str | None = None
 
     def grid_for(self, kind: str) -> dict[str, list[Any]]:
         """The default selection grid for tasks of ``kind``."""

@@ -261,3 +261,118 @@ register(MethodInfo(
     defaults={**ARCH_DEFAULTS, "trade_off": 1e-2, "update_every": 100},
     grid={**ARCH_GRID, "trade_off": [1e-3, 1e-2]},
 ))
+
+
+# ---------------------------------------------------------------------- dmtrl-tucker
+def hosvd(W: torch.Tensor, eps: float = 0.0) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Truncated higher-order SVD of a 3-way tensor: ``W ≈ core ×₀ U₀ ×₁ U₁ ×₂ U₂``.
+
+    Mode m keeps the left singular vectors of its unfolding whose singular value exceeds ``eps`` times the
+    largest (``eps=0``: all, an exact decomposition) — the relative-precision rule of DMTRL's
+    ``interpolative.svd(eps_or_k=0.1)``. Computed in float64; returned in ``W``'s dtype."""
+    if W.dim() != 3:
+        raise ValueError(f"hosvd expects a 3-way tensor, got shape {tuple(W.shape)}")
+    if not 0.0 <= eps < 1.0:
+        raise ValueError(f"eps must lie in [0, 1), got {eps}")
+    X = W.detach().double()
+    us = []
+    for m in range(3):
+        unf = X.movedim(m, 0).reshape(X.shape[m], -1)
+        u, s, _ = torch.linalg.svd(unf, full_matrices=False)
+        keep = max(1, int((s > eps * s[0]).sum())) if s[0] > 0 else 1
+        us.append(u[:, :keep])
+    core = torch.einsum("abc,ai,bj,ck->ijk", X, *us)
+    return core.to(W.dtype), [u.to(W.dtype) for u in us]
+
+
+class DMTRLTuckerNet(nn.Module):
+    """Shared bottom φ, then the task-specific hidden layer whose weights ``W [T, in, hd]`` are a Tucker
+    product ``core ×₀ U_task ×₁ U_in ×₂ U_out`` (all trainable, recomposed every forward pass; per-task
+    biases), then per-task output layers (not factorised). Yang & Hospedales' DMTRL as TOMATO runs it
+    (METHOD_NOTES §1): `warm_start` factorises a trained hard-share model's first head layer by truncated
+    HOSVD at relative precision ``eps`` and copies its bottom and output layers."""
+
+    def __init__(self, info: DataInfo, hidden: list[int], head_hidden: list[int], activation: str,
+                 dropout: float, eps: float) -> None:
+        super().__init__()
+        if not hidden or len(head_hidden) != 1:
+            raise ValueError("dmtrl-tucker needs a shared bottom (hidden=[...]) and exactly one task-specific "
+                             f"hidden layer (head_hidden=[hd]); got hidden={hidden}, head_hidden={head_hidden}")
+        if not 0.0 <= eps < 1.0:
+            raise ValueError(f"dmtrl-tucker's eps (relative precision of the Tucker factorisation) must lie in "
+                             f"[0, 1), got {eps}")
+        self.shared, self.n_tasks, self.eps = info.shared, info.n_tasks, float(eps)
+        T, n, hd = info.n_tasks, hidden[-1], head_hidden[0]
+        self.bottom = MLP([info.n_features, *hidden], activation, dropout, last_activation=True)
+        init = TaskLinear(T, n, hd)  # like hard-share's head layer, factorised exactly (full ranks)
+        self.bias = nn.Parameter(init.bias.detach().clone())
+        self._set_factors(init.weight.detach(), 0.0)
+        self.act = make_activation(activation)
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.out = TaskLinear(T, hd, info.spec.n_outputs)
+
+    def _set_factors(self, W: torch.Tensor, eps: float) -> None:
+        core, (u_task, u_in, u_out) = hosvd(W, eps)
+        self.core = nn.Parameter(core)
+        self.u_task, self.u_in, self.u_out = nn.Parameter(u_task), nn.Parameter(u_in), nn.Parameter(u_out)
+
+    def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any) -> None:
+        # A saved model's Tucker ranks come from its warm start: take the stored shapes before loading.
+        for name in ("core", "u_task", "u_in", "u_out"):
+            v = state_dict.get(prefix + name)
+            p = getattr(self, name)
+            if v is not None and v.shape != p.shape:
+                setattr(self, name, nn.Parameter(torch.empty(v.shape, dtype=p.dtype, device=p.device)))
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+    @property
+    def ranks(self) -> tuple[int, int, int]:
+        """Tucker ranks (task, input, output)."""
+        return tuple(self.core.shape)  # type: ignore[return-value]
+
+    def hidden_weight(self) -> torch.Tensor:
+        """The recomposed task-specific weights ``[T, in, hd]``."""
+        return torch.einsum("abc,ta,ib,oc->tio", self.core, self.u_task, self.u_in, self.u_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.bottom(_flatten(x, self.shared, self.n_tasks))
+        W = self.hidden_weight()
+        h = torch.einsum("bi,tio->tbo" if z.dim() == 2 else "tbi,tio->tbo", z, W) + self.bias[:, None, :]
+        return self.out(self.drop(self.act(h)))
+
+    @torch.no_grad()
+    def warm_start(self, pre: nn.Module) -> None:
+        """Initialise from a trained hard-share model: its bottom and output layers, and the Tucker factors
+        of its first head layer at relative precision ``eps`` (the ranks shrink accordingly)."""
+        if not isinstance(pre, HardShareNet):
+            raise TypeError(f"dmtrl-tucker warm-starts from a hard-share model, got {type(pre).__name__}")
+        layers = pre.heads.linear_layers()
+        if len(layers) != 2:
+            raise ValueError("the hard-share model must have exactly one head hidden layer")
+        self.bottom.load_state_dict(pre.bottom.state_dict())
+        first, last = layers
+        dev = self.core.device
+        self._set_factors(first.weight.detach().to(dev), self.eps)
+        self.bias.copy_(first.bias)
+        self.out.load_state_dict(last.state_dict())
+
+    def task_relations(self) -> dict[str, torch.Tensor]:
+        """Cosine similarity of the tasks' rows of the task factor U_task: tasks the factorisation groups."""
+        u = torch.nn.functional.normalize(self.u_task.detach(), dim=1)
+        return {"DMTRL task-factor cosine similarity": u @ u.T}
+
+
+def _build_dmtrl(info: DataInfo, hp: dict[str, Any]) -> MethodParts:
+    model = DMTRLTuckerNet(info, **_arch(hp), eps=float(hp["eps"]))
+    return MethodParts(model, shared_parameters=_shared_bottom, warm_start=model.warm_start)
+
+
+register(MethodInfo(
+    name="dmtrl-tucker",
+    summary="Deep multi-task representation learning: the task-specific hidden layer as a trainable Tucker "
+            "factorisation, initialised by truncated HOSVD (relative precision eps) of a trained hard-share model.",
+    paper=_PAPER + "Yang & Hospedales, Deep multi-task representation learning: a tensor factorisation "
+                   "approach, ICLR 2017",
+    build=_build_dmtrl, pretrain="hard-share",
+    defaults={**ARCH_DEFAULTS, "eps": 0.1}, grid=ARCH_GRID,
+))

@@ -281,6 +281,8 @@ def train_one(method: str, split: Split, hparams: dict[str, Any] | None = None, 
         entry.fit(parts, train_dd, hp)
     else:
         val_dd = norm.apply(split.val).tensors(dev) if split.val is not None else None
+        if entry.pretrain is not None:
+            _pretrain(entry.pretrain, parts, info, hp, loss, train_dd, val_dd, seed, dev, progress, distributed)
         ident = {"method": entry.name, "data": train.checksum()} if checkpoint is not None else None
         hist = fit_sgd(parts, loss, train_dd, val_dd, hp, seed=seed, progress=progress, checkpoint=checkpoint,
                        checkpoint_every=checkpoint_every, resume=resume, tensorboard=tensorboard,
@@ -291,6 +293,25 @@ def train_one(method: str, split: Split, hparams: dict[str, Any] | None = None, 
     src = split.source or train
     return Run(entry.name, hp, info, parts.model, norm, split.transform, hist, split, seed, dev, secs,
                dataset=src.name, checksum=src.checksum())
+
+
+def _pretrain(name: str, parts: MethodParts, info: DataInfo, hp: dict[str, Any], loss: TaskLoss, train: Any,
+              val: Any, seed: int, dev: torch.device, progress: bool | None,
+              distributed: DistContext | None) -> None:
+    """Train method ``name`` with the hyper-parameters it shares with ``hp`` and hand its model to
+    ``parts.warm_start``. Deterministic for a seed, so a resumed run repeats it exactly."""
+    pre = registry.get(name)
+    if parts.warm_start is None or pre.fit is not None:
+        raise MtlkitError(f"pretraining with {name!r} needs a warm_start hook and an SGD-trained {name!r}")
+    known = method_defaults(pre)
+    pre_hp = merge_hparams(known, {k: v for k, v in hp.items() if k in known}, name)
+    torch.manual_seed(seed)
+    pre_parts = pre.build(info, pre_hp)
+    pre_parts.model.to(dev)
+    fit_sgd(pre_parts, loss, train, val, pre_hp, seed=seed, progress=progress, task_names=info.spec.names,
+            distributed=distributed)
+    parts.warm_start(pre_parts.model)
+    parts.model.to(dev)
 
 
 def grid_point_path(path: str | Path, index: int, n_configs: int, is_dir: bool) -> Path:
