@@ -18,7 +18,7 @@ DEFAULT_METHODS = "stl,single,hard-share"
 
 # Commands that live in mtlkit/commands/<name>.py; each module defines add_parser(subparsers), whose
 # parser sets `func` (args -> exit code) and raises MtlkitError for bad input.
-COMMANDS: tuple[str, ...] = ("sweep", "train", "report", "plot")
+COMMANDS: tuple[str, ...] = ("sweep", "train", "report", "plot", "reproduce")
 
 
 def machine_description() -> str:
@@ -54,6 +54,11 @@ def add_data_arguments(p: argparse.ArgumentParser, source: argparse._ActionsCont
     p.add_argument("--target", help="target column of --data")
     p.add_argument("--kind", choices=["regression", "binary", "multiclass"], help="task kind of --data (inferred)")
     p.add_argument("--categorical", action="store_true", help="one-hot the non-numeric feature columns of --data")
+    add_data_dir_argument(p)
+
+
+def add_data_dir_argument(p: argparse.ArgumentParser) -> None:
+    """``--data-dir``: where the real data sets lie (default ``$MTLKIT_DATA``)."""
     p.add_argument("--data-dir", type=Path, help="data directory (default: $MTLKIT_DATA)")
 
 

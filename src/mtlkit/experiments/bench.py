@@ -22,7 +22,7 @@ from mtlkit.experiments import report
 from mtlkit.experiments.store import ResultsStore
 from mtlkit.methods import registry
 from mtlkit.progress import progress_bar
-from mtlkit.train.metrics import LOWER_IS_BETTER, PRIMARY_METRIC
+from mtlkit.train.metrics import LOWER_IS_BETTER, METRICS_BY_KIND, PRIMARY_METRIC
 from mtlkit.train.run import train
 
 IMPROVEMENT_DEFINITION = report.IMPROVEMENT_DEFINITION + " " + report.HURT_DEFINITION
@@ -87,8 +87,14 @@ def make_splits(data: MultiTaskData, n_splits: int, seed: int = 0, test: float =
 def run_bench(data: MultiTaskData, methods: Sequence[str], n_splits: int = 3, seed: int = 0,
               device: str | None = None, store: ResultsStore | None = None, select: bool = True,
               hparams: dict[str, Any] | None = None, progress: bool | None = None,
-              experiment: str = "bench") -> BenchResult:
-    """Train every method on every split (grid-selected on validation), record the runs, collect test scores."""
+              experiment: str = "bench", metric: str | None = None,
+              grids: dict[str, dict[str, list[Any]]] | None = None, reuse: bool = False) -> BenchResult:
+    """Train every method on every split (grid-selected on validation), record the runs, collect test scores.
+
+    ``metric``: the test metric collected (default: the kind's primary one; selection always uses the
+    primary one). ``grids``: a selection grid per method name replacing its default grid. ``reuse``: take
+    a (method, split) already recorded in ``store`` under this experiment, data checksum and split name
+    instead of training it again, so an interrupted run continues where it stopped."""
     entries = [registry.get(m) for m in methods]
     for e in entries:
         if data.kind not in e.kinds:
@@ -98,8 +104,13 @@ def run_bench(data: MultiTaskData, methods: Sequence[str], n_splits: int = 3, se
         raise MtlkitError(f"hyper-parameter(s) {', '.join(unknown)} belong to none of the methods "
                           f"{', '.join(e.name for e in entries)} (see `mtlkit methods NAME`)")
     splits = make_splits(data, n_splits, seed)
-    metric = PRIMARY_METRIC[data.kind]
-    res = BenchResult(data.name, data.checksum(), data.kind, data.task_names, metric, [s for s, _ in splits],
+    metric = metric or PRIMARY_METRIC[data.kind]
+    if metric not in METRICS_BY_KIND[data.kind]:
+        raise MtlkitError(f"metric {metric!r} is not computed for {data.kind} tasks; choose from "
+                          f"{', '.join(METRICS_BY_KIND[data.kind])}")
+    checksum = data.checksum()
+    done = _recorded(store, experiment, data.name, checksum) if reuse and store is not None else {}
+    res = BenchResult(data.name, checksum, data.kind, data.task_names, metric, [s for s, _ in splits],
                       notes=list(data.notes))
     for e in entries:
         res.scores[e.name] = np.full((len(splits), data.n_tasks), np.nan)
@@ -107,9 +118,17 @@ def run_bench(data: MultiTaskData, methods: Sequence[str], n_splits: int = 3, se
     with progress_bar(len(splits) * len(entries), f"bench {data.name}", progress) as bar:
         for i, (label, split) in enumerate(splits):
             for e in entries:
+                prev = done.get((e.name, label))
+                if prev is not None:
+                    stored = prev["test_metrics"]["per_task"][metric]
+                    res.scores[e.name][i] = [np.nan if v is None else v for v in stored]
+                    res.seconds[e.name].append(float(prev["train_seconds"] or 0.0))
+                    res.hparams[e.name].append(prev["hparams"])
+                    bar.advance(status=f"{e.name} {label}: recorded")
+                    continue
                 t0 = time.perf_counter()
                 hp = {k: v for k, v in (hparams or {}).items() if k in _known(e)}
-                grid = e.grid_for(data.kind) if select else None
+                grid = (grids or {}).get(e.name, e.grid_for(data.kind)) if select else None
                 grid = {k: v for k, v in (grid or {}).items() if k not in hp} or None
                 run = train(e.name, split, hparams=hp, grid=grid, seed=seed + i, device=device, progress=False)
                 test_ev = run.evaluate("test")
@@ -121,6 +140,12 @@ def run_bench(data: MultiTaskData, methods: Sequence[str], n_splits: int = 3, se
                     store.add(run, experiment, label, val_ev, test_ev)
                 bar.advance(status=f"{e.name} {label}: {metric} {test_ev.mean[metric]:.4g}")
     return res
+
+
+def _recorded(store: ResultsStore, experiment: str, dataset: str, checksum: str) -> dict[tuple[str, str], Any]:
+    """The latest recorded run per (method, split) of this experiment on exactly these data."""
+    rows = store.rows(experiment=experiment, dataset=dataset, checksum=checksum)
+    return {(r["method"], r["split"]): r for r in rows if r["test_metrics"] is not None}
 
 
 def _known(entry: Any) -> set[str]:

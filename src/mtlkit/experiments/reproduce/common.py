@@ -1,0 +1,103 @@
+"""What every reproduction shares: the provenance a results file starts with, the select-then-evaluate
+protocol over splits, and Markdown tables that put our numbers beside the paper's."""
+
+from __future__ import annotations
+
+import math
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mtlkit.data.multitask import MultiTaskData
+from mtlkit.experiments import report
+from mtlkit.experiments.bench import BenchResult, run_bench
+from mtlkit.experiments.store import ResultsStore
+from mtlkit.train.run import versions
+
+
+@dataclass
+class Context:
+    """Where a reproduction writes (``out``: the results folder; ``store``: every run, for resuming and
+    `mtlkit report`), on what device, and the provenance it collects along the way."""
+
+    out: Path
+    store: ResultsStore
+    device: str | None = None
+    progress: bool | None = None
+    command: str = ""
+    started: float = field(default_factory=time.perf_counter)
+    datasets: dict[str, str] = field(default_factory=dict)  # name -> checksum
+
+    def record(self, data: MultiTaskData) -> None:
+        """Note a data set used (its checksum goes into the provenance)."""
+        self.datasets[data.name] = data.checksum()
+
+
+def command_line() -> str:
+    """The command as the user typed it (``mtlkit ...``)."""
+    return "mtlkit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def machine() -> str:
+    """CPU/GPU, core count, Python and torch versions."""
+    import os
+
+    import torch
+
+    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
+    return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores{gpu}; "
+            + ", ".join(f"{k} {v}" for k, v in versions().items()))
+
+
+def provenance(ctx: Context, seeds: str, protocol: Sequence[str]) -> list[str]:
+    """The header lines of a results file: command, date, machine, seeds, data checksums, protocol."""
+    lines = [f"- Command: `{ctx.command}`",
+             f"- Written: {datetime.now(timezone.utc).isoformat(timespec='seconds')}, "
+             f"{(time.perf_counter() - ctx.started) / 60:.1f} min of compute",
+             f"- Machine: {machine()}", f"- Seeds: {seeds}"]
+    lines += [f"- Data `{n}`: checksum `{c}`" for n, c in ctx.datasets.items()]
+    lines += ["", "Protocol:", ""] + [f"- {p}" for p in protocol]
+    return lines
+
+
+def select_then_evaluate(ctx: Context, data: MultiTaskData, methods: Sequence[str], n_splits: int,
+                         grids: dict[str, dict[str, list[Any]]], experiment: str, metric: str | None = None,
+                         hparams: dict[str, Any] | None = None, seed: int = 0) -> BenchResult:
+    """Choose each method's hyper-parameters on split 0's validation part (its grid in ``grids``, else its
+    registry default), then train that configuration on every split and collect the test metric.
+
+    Runs are recorded in ``ctx.store`` under ``experiment`` and reused when present, so a stopped
+    reproduction continues where it stopped."""
+    ctx.record(data)
+    chosen = run_bench(data, methods, n_splits=1, seed=seed, device=ctx.device, store=ctx.store, select=True,
+                       hparams=hparams, progress=ctx.progress, experiment=experiment, metric=metric, grids=grids,
+                       reuse=True)
+    fixed = {m: {k: [v] for k, v in chosen.hparams[m][0].items()} for m in methods}
+    return run_bench(data, methods, n_splits=n_splits, seed=seed, device=ctx.device, store=ctx.store,
+                     select=True, progress=ctx.progress, experiment=experiment, metric=metric, grids=fixed,
+                     reuse=True)
+
+
+def fmt(x: float | None, decimals: int = 2) -> str:
+    """A number for a table; – for missing."""
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{decimals}f}"
+
+
+def mean_ci_cell(scores: np.ndarray, decimals: int = 2) -> str:
+    """``mean ± CI`` of the task-averaged score over splits (``scores`` [splits, T])."""
+    mean, ci = report.summarize(scores)
+    return f"{fmt(mean, decimals)} ± {fmt(ci, decimals)}"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A Markdown table as lines."""
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + \
+        ["| " + " | ".join(r) + " |" for r in rows]
