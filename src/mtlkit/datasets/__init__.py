@@ -57,6 +57,18 @@ def _amtfl_synthetic(data_dir: Any = None, **kw: Any) -> MultiTaskData:
     return load_amtfl_synthetic(**kw)
 
 
+def _srdml_synthetic(data_dir: Any = None, **kw: Any) -> MultiTaskData:
+    from mtlkit.datasets.srdml_synthetic import load_srdml_synthetic
+
+    return load_srdml_synthetic(**kw)
+
+
+def _omniglot(data_dir: Any = None, **kw: Any) -> MultiTaskData:
+    from mtlkit.datasets.omniglot import load_omniglot
+
+    return load_omniglot(data_dir, **kw)
+
+
 _DATASETS = {d.name: d for d in (
     DatasetInfo("digits", "embedded: scikit-learn 8x8 digits, 10 one-vs-rest binary tasks (~360 rows each)",
                 False, _digits),
@@ -71,6 +83,11 @@ _DATASETS = {d.name: d for d in (
     DatasetInfo("amtfl-synthetic", "embedded: Deep-AMTFL's synthetic regression data, 6 easy (sigma=1) + 6 hard "
                 "(sigma=2) tasks, d=30, w_t from 2 of 6 bases, 5 splits 50/50/100 easy and 25/25/100 hard "
                 "(generated; truth via datasets.amtfl_synthetic.amtfl_synthetic)", False, _amtfl_synthetic),
+    DatasetInfo("srdml-synthetic", "embedded: SRDML's synthetic regression data, 12 tasks x 100 rows, d=20, two "
+                "orthogonal half-vector bases, magnitudes 1/2/3 as twin pairs, sign-flip noise, N(0, 0.1) labels "
+                "(generated; truth via datasets.srdml_synthetic.srdml_synthetic)", False, _srdml_synthetic),
+    DatasetInfo("omniglot", "Omniglot background small1+small2: 8 alphabets as multiclass tasks (17-47 characters "
+                "x 20 drawers), images [1, size, size] (size=105 as the paper; size=35 for CPU)", True, _omniglot),
 )}
 
 

@@ -249,8 +249,11 @@ def train_one(method: str, split: Split, hparams: dict[str, Any] | None = None, 
               device: str | torch.device | None = None, progress: bool | None = None,
               standardize: bool = True, checkpoint: str | Path | None = None, checkpoint_every: int = 0,
               resume: bool = False, tensorboard: str | Path | None = None,
-              distributed: DistContext | None = None) -> Run:
+              distributed: DistContext | None = None, task_weights: Any = None) -> Run:
     """Train ``method`` once with fixed hyper-parameters on ``split.train`` (early stopping on ``split.val``).
+
+    ``task_weights``: a weight per task (``[T]``, e.g. `mtlkit.optim.weighting.svd_task_weights`), rescaled to
+    sum to one, replacing the default 1/T in the objective ``Σ_t w_t L_t`` (SGD-trained methods only).
 
     ``checkpoint`` / ``checkpoint_every`` / ``resume`` / ``tensorboard``: see `fit_sgd` (SGD-trained
     methods only); a resumed run ends with the same model and history as an uninterrupted one.
@@ -265,6 +268,9 @@ def train_one(method: str, split: Split, hparams: dict[str, Any] | None = None, 
         raise MtlkitError(f"method {entry.name!r} is not trained by SGD: checkpoints, resume and TensorBoard "
                           "logging apply only to SGD-trained methods")
     hp = merge_hparams(method_defaults(entry), hparams, method)
+    if task_weights is not None and entry.fit is not None:
+        raise MtlkitError(f"method {entry.name!r} is not trained by SGD: task_weights apply only to SGD-trained "
+                          "methods")
     if distributed is not None and entry.fit is not None:
         raise MtlkitError(f"method {entry.name!r} is not trained by SGD: distributed training does not apply")
     dev = distributed.device if distributed is not None else resolve_device(device)
@@ -284,7 +290,9 @@ def train_one(method: str, split: Split, hparams: dict[str, Any] | None = None, 
         if entry.pretrain is not None:
             _pretrain(entry.pretrain, parts, info, hp, loss, train_dd, val_dd, seed, dev, progress, distributed)
         ident = {"method": entry.name, "data": train.checksum()} if checkpoint is not None else None
-        hist = fit_sgd(parts, loss, train_dd, val_dd, hp, seed=seed, progress=progress, checkpoint=checkpoint,
+        w = _task_weights(task_weights, info.n_tasks, dev)
+        hist = fit_sgd(parts, loss, train_dd, val_dd, hp, seed=seed, task_weights=w, progress=progress,
+                       checkpoint=checkpoint,
                        checkpoint_every=checkpoint_every, resume=resume, tensorboard=tensorboard,
                        task_names=info.spec.names, fingerprint=ident, distributed=distributed)
     if dev.type == "cuda":
@@ -293,6 +301,18 @@ def train_one(method: str, split: Split, hparams: dict[str, Any] | None = None, 
     src = split.source or train
     return Run(entry.name, hp, info, parts.model, norm, split.transform, hist, split, seed, dev, secs,
                dataset=src.name, checksum=src.checksum())
+
+
+def _task_weights(weights: Any, n_tasks: int, dev: torch.device) -> torch.Tensor | None:
+    """Given task weights as a float tensor on ``dev`` summing to one; an error for a wrong length or sign."""
+    if weights is None:
+        return None
+    w = torch.as_tensor(np.asarray(weights.detach().cpu() if isinstance(weights, torch.Tensor) else weights,
+                                   dtype=np.float64))
+    if w.shape != (n_tasks,) or not torch.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+        raise MtlkitError(f"task_weights must be {n_tasks} finite non-negative numbers with a positive sum, got "
+                          f"shape {tuple(w.shape)}")
+    return (w / w.sum()).to(device=dev, dtype=torch.float32)
 
 
 def _pretrain(name: str, parts: MethodParts, info: DataInfo, hp: dict[str, Any], loss: TaskLoss, train: Any,
@@ -327,13 +347,14 @@ def train(method: str, split: Split, hparams: dict[str, Any] | None = None, seed
           device: str | torch.device | None = None, grid: dict[str, list[Any]] | None = None,
           progress: bool | None = None, standardize: bool = True, checkpoint: str | Path | None = None,
           checkpoint_every: int = 0, resume: bool = False, tensorboard: str | Path | None = None,
-          distributed: DistContext | None = None) -> Run:
+          distributed: DistContext | None = None, task_weights: Any = None) -> Run:
     """Train ``method`` on ``split``; with a ``grid`` (name -> values), train every combination and keep
     the one with the best mean validation primary metric (RMSE, error %, or cross-entropy).
 
     The returned run's ``selection`` lists every configuration tried with its validation score.
     ``checkpoint`` (a file) and ``tensorboard`` (a directory) get one sub-directory ``cfg-<i>`` per grid
     point; with ``resume`` every grid point continues from its checkpoint (one not reached yet starts).
+    ``task_weights``: see `train_one`.
     """
     configs = _configs(hparams, grid)
     if len(configs) > 1 and split.val is None:
@@ -354,7 +375,7 @@ def train(method: str, split: Split, hparams: dict[str, Any] | None = None, seed
         run = train_one(method, split, cfg, seed=seed, device=device, progress=progress, standardize=standardize,
                         checkpoint=ck, checkpoint_every=checkpoint_every,
                         resume=resume and ck is not None and ck.is_file(), tensorboard=tb,
-                        distributed=distributed)
+                        distributed=distributed, task_weights=task_weights)
         if len(configs) == 1:
             return run
         ev = run.evaluate("val")

@@ -1,0 +1,234 @@
+"""Covariance alignment (Wu, Zhang & Ré, ICLR 2020, Algorithm 1): a per-task alignment matrix ``R_i`` (d × d)
+applied to task i's input embedding before the shared module, ``Z_i = X_i R_i``, so that tasks whose data are
+poorly aligned (different covariance geometry) can be rotated / rescaled into a common frame.
+
+* `Alignment`: all ``R_i`` as ONE parameter ``[T, d, d]``, initialised to the identity (the paper is silent; the
+  identity reproduces the un-aligned model exactly at the start — METHOD_NOTES §5).
+* `AlignedHardShareNet` / method ``hard-share-align``: hard-share (`methods.baselines.HardShareNet`) with ``R``
+  before the shared bottom. ``attach_alignment`` adds the same to any model with a named shared module.
+* Phases (hp ``align_phase``; `set_align_phase`):
+  - ``"fixed"`` — Algorithm 1 step 3: the shared module B is frozen; R_1..R_k are trained jointly with the heads.
+  - ``"joint"`` — the joint variant: R, B and heads trained together (the registry default, from scratch).
+  hp ``align`` (default True): False freezes R at the identity — the same model and phase without alignment,
+  the comparison the paper makes. ``mtlkit.train("hard-share-align", ..., {"align_phase": "fixed"})`` from
+  scratch freezes B at its random initialisation; the fixed phase is meant for a trained B (`align_run`).
+* Algorithm 1 as the paper runs it is two-phase: first train the plain model (``hard-share``), then fix B and train
+  R + heads: `align_run(run, phase="fixed")` does the second phase on a trained run (``phase="joint"`` continues
+  training everything with R). Transfer (paper §3.2): `align_transfer(source_run, target_split)` takes the
+  source model's shared module, adds R for the target tasks and fine-tunes on the target (``align=False``: the
+  same fine-tuning without R, the baseline).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from torch import nn
+
+from mtlkit.data.spec import DataInfo
+from mtlkit.data.splits import Split
+from mtlkit.errors import MtlkitError
+from mtlkit.methods.base import MethodInfo, MethodParts
+from mtlkit.methods.baselines import ARCH_DEFAULTS, ARCH_GRID, HardShareNet, _flatten
+from mtlkit.methods.registry import register
+
+ALIGN_PHASES = ("joint", "fixed")
+ALIGN_DEFAULTS: dict[str, Any] = {**ARCH_DEFAULTS, "align": True, "align_phase": "joint"}
+
+
+class Alignment(nn.Module):
+    """Per-task alignment matrices ``R`` [T, d, d] (identity at start): ``[T, B, d] → [T, B, d]``, ``Z_t = X_t R_t``.
+
+    A shared input ``[B, d]`` is seen by every task and becomes ``[T, B, d]``.
+    """
+
+    def __init__(self, n_tasks: int, dim: int) -> None:
+        super().__init__()
+        if n_tasks < 1 or dim < 1:
+            raise ValueError(f"Alignment needs n_tasks >= 1 and dim >= 1, got {n_tasks}, {dim}")
+        self.n_tasks, self.dim = n_tasks, dim
+        self.R = nn.Parameter(torch.eye(dim).expand(n_tasks, dim, dim).clone())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if z.shape[-1] != self.dim:
+            raise ValueError(f"Alignment expects features of size {self.dim}, got {tuple(z.shape)}")
+        if z.dim() == 2:
+            return torch.einsum("bi,tij->tbj", z, self.R)
+        if z.dim() != 3 or z.shape[0] != self.n_tasks:
+            raise ValueError(f"Alignment expects [T={self.n_tasks}, B, d] or [B, d], got {tuple(z.shape)}")
+        return torch.bmm(z, self.R)
+
+    def pre_hook(self, module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        """A forward pre-hook for a shared module: align its first input (see `attach_alignment`)."""
+        return (self(args[0]), *args[1:])
+
+    def extra_repr(self) -> str:
+        return f"tasks={self.n_tasks}, dim={self.dim}"
+
+
+def attach_alignment(model: nn.Module, n_tasks: int, dim: int, module: str = "bottom") -> Alignment:
+    """Add `Alignment` (as ``model.alignment``) before ``model.<module>``, any shared-module method's shared part.
+
+    A forward pre-hook aligns the module's input, which must end in ``d = dim`` features; what follows the module
+    must accept task-stacked features ``[T, B, ...]`` (task heads do).
+    """
+    target = getattr(model, module, None)
+    if not isinstance(target, nn.Module):
+        raise MtlkitError(f"{type(model).__name__} has no shared module {module!r} to align")
+    if hasattr(model, "alignment"):
+        raise MtlkitError(f"{type(model).__name__} already has an alignment module")
+    al = Alignment(n_tasks, dim)
+    ref = next(target.parameters(), None)
+    if ref is not None:
+        al.to(device=ref.device, dtype=ref.dtype)
+    model.add_module("alignment", al)
+    target.register_forward_pre_hook(al.pre_hook)
+    return al
+
+
+class AlignedHardShareNet(HardShareNet):
+    """Hard-share with covariance alignment: ``heads_t(bottom(x_t R_t))``; R = I gives `HardShareNet` exactly
+    (same seed, same initial bottom and heads: R is created last and draws no random numbers)."""
+
+    def __init__(self, info: DataInfo, hidden: list[int], head_hidden: list[int], activation: str,
+                 dropout: float) -> None:
+        super().__init__(info, hidden, head_hidden, activation, dropout)
+        self.alignment = Alignment(info.n_tasks, info.n_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.heads(self.bottom(self.alignment(_flatten(x, self.shared, self.n_tasks))))
+
+    def task_relations(self) -> dict[str, torch.Tensor]:
+        """Task × task cosine similarity of the alignment matrices R_t (all 1 at the identity start)."""
+        r = self.alignment.R.detach().reshape(self.n_tasks, -1)
+        r = r / torch.linalg.vector_norm(r, dim=1, keepdim=True).clamp_min(1e-12)
+        return {"alignment R cosine": r @ r.T}
+
+
+def set_align_phase(model: nn.Module, phase: str, align: bool = True, shared: str = "bottom") -> None:
+    """Which parameters train: ``fixed`` freezes the shared module, ``joint`` trains it; ``align=False`` freezes R."""
+    if phase not in ALIGN_PHASES:
+        raise ValueError(f"align_phase must be one of {', '.join(ALIGN_PHASES)}, got {phase!r}")
+    if not isinstance(align, bool):
+        raise ValueError(f"align must be True or False, got {align!r}")
+    al = getattr(model, "alignment", None)
+    if not isinstance(al, Alignment):
+        raise MtlkitError(f"{type(model).__name__} has no alignment module")
+    for p in model.parameters():
+        p.requires_grad_(True)
+    if phase == "fixed":
+        for p in getattr(model, shared).parameters():
+            p.requires_grad_(False)
+    if not align:
+        al.R.requires_grad_(False)
+
+
+def _trainable_bottom(model: nn.Module) -> list[nn.Parameter]:
+    return [p for p in model.bottom.parameters() if p.requires_grad]
+
+
+def _arch(hp: dict[str, Any]) -> dict[str, Any]:
+    return {k: hp[k] for k in ARCH_DEFAULTS}
+
+
+def build_hard_share_align(info: DataInfo, hp: dict[str, Any]) -> MethodParts:
+    """The registry build: `AlignedHardShareNet` with the phase's trainable parameters."""
+    model = AlignedHardShareNet(info, **_arch(hp))
+    set_align_phase(model, hp["align_phase"], hp["align"])
+    return MethodParts(model, shared_parameters=_trainable_bottom)
+
+
+# ---------------------------------------------------------------------- Algorithm 1 on a trained run; transfer
+def _fit(model: AlignedHardShareNet, info: DataInfo, split: Split, run: Any, hp: dict[str, Any], seed: int,
+         progress: bool | None) -> Any:
+    """Train ``model`` (phase already set) on ``split`` with the source run's standardisation; a new `Run`."""
+    from mtlkit.train.losses import TaskLoss
+    from mtlkit.train.run import Run
+    from mtlkit.train.trainer import fit_sgd
+
+    dev = next(model.parameters()).device
+    loss = TaskLoss(info.spec, dev)
+    train_dd = run.normalizer.apply(split.train).tensors(dev)
+    val_dd = run.normalizer.apply(split.val).tensors(dev) if split.val is not None else None
+    t0 = time.perf_counter()
+    parts = MethodParts(model, shared_parameters=_trainable_bottom)
+    hist = fit_sgd(parts, loss, train_dd, val_dd, hp, seed=seed, progress=progress, task_names=info.spec.names)
+    src = split.source or split.train
+    return Run("hard-share-align", hp, info, model, run.normalizer, split.transform, hist, split, seed, dev,
+               time.perf_counter() - t0, dataset=src.name, checksum=src.checksum())
+
+
+def _train_hp(run: Any, hparams: dict[str, Any] | None, phase: str, align: bool) -> dict[str, Any]:
+    from mtlkit.train.config import TRAIN_DEFAULTS, merge_hparams
+
+    base = {**TRAIN_DEFAULTS, **{k: v for k, v in run.hparams.items() if k in TRAIN_DEFAULTS}}
+    hp = merge_hparams({**ALIGN_DEFAULTS, **base}, {**_arch(run.hparams), **(hparams or {})}, "hard-share-align")
+    hp["align_phase"], hp["align"] = phase, align
+    return hp
+
+
+def _source_model(run: Any) -> HardShareNet:
+    model = getattr(run, "model", None)
+    if not isinstance(model, HardShareNet) or not hasattr(run, "normalizer"):
+        raise MtlkitError("covariance alignment needs a trained run of hard-share or hard-share-align, got "
+                          f"{type(model).__name__}")
+    return model
+
+
+def align_run(run: Any, split: Split | None = None, phase: str = "fixed", hparams: dict[str, Any] | None = None,
+              seed: int = 0, progress: bool | None = False) -> Any:
+    """Algorithm 1 on a trained shared-module run: insert R = I before its shared bottom, then train R with the
+    heads, the bottom fixed (``phase="fixed"``), or everything (``"joint"``), on ``split`` (default: the run's).
+
+    ``hparams`` override the training ones (epochs, lr, ...). Returns a new ``hard-share-align`` `Run`; the
+    input run is not modified.
+    """
+    src = _source_model(run)
+    split = split if split is not None else run.split
+    if split is None:
+        raise MtlkitError("align_run needs a split: the run has none attached (it was loaded)")
+    if split.train.info().spec != run.info.spec or split.train.feature_shape != run.info.feature_shape:
+        raise MtlkitError("the split's tasks differ from the ones the run was trained on")
+    hp = _train_hp(run, hparams, phase, True)
+    torch.manual_seed(seed)
+    model = AlignedHardShareNet(run.info, **_arch(hp)).to(next(src.parameters()).device)
+    own = {k: v for k, v in src.state_dict().items() if not k.startswith("alignment.")}
+    missing, unexpected = model.load_state_dict(own, strict=False)
+    if unexpected or any(not k.startswith("alignment.") for k in missing):
+        raise MtlkitError(f"the run's model does not match hard-share-align (missing {missing}, unexpected "
+                          f"{unexpected})")
+    if isinstance(src, AlignedHardShareNet):
+        model.alignment.R.data.copy_(src.alignment.R.detach())
+    set_align_phase(model, phase)
+    return _fit(model, run.info, split, run, hp, seed, progress)
+
+
+def align_transfer(source: Any, target: Split, align: bool = True, phase: str = "joint",
+                   hparams: dict[str, Any] | None = None, seed: int = 0, progress: bool | None = False) -> Any:
+    """Transfer (paper §3.2): the source run's shared bottom, new heads for the target tasks, R = I added for the
+    target (``align``), then fine-tuning on ``target`` (``phase``: ``joint`` fine-tunes all, ``fixed`` keeps the
+    bottom). ``align=False`` is the same fine-tuning without alignment (R frozen at I), the baseline."""
+    src = _source_model(source)
+    info = target.train.info()
+    if info.n_features != source.info.n_features:
+        raise MtlkitError(f"the target's rows have {info.n_features} features, the source model expects "
+                          f"{source.info.n_features}")
+    hp = _train_hp(source, hparams, phase, align)
+    torch.manual_seed(seed)
+    model = AlignedHardShareNet(info, **_arch(hp)).to(next(src.parameters()).device)
+    model.bottom.load_state_dict(src.bottom.state_dict())
+    set_align_phase(model, phase, align)
+    return _fit(model, info, target, source, hp, seed, progress)
+
+
+register(MethodInfo(
+    name="hard-share-align",
+    summary="Hard-share with covariance alignment (Algorithm 1): a per-task d x d matrix R_t (identity at start) "
+            "on the input before the shared bottom; align_phase joint (R, bottom, heads together) | fixed "
+            "(bottom frozen: R + heads); align=False freezes R = I. The two-phase recipe: train hard-share, then "
+            "methods.alignment.align_run(run, phase='fixed').",
+    paper="Wu, Zhang & Ré, Understanding and Improving Information Transfer in Multi-Task Learning (ICLR 2020)",
+    build=build_hard_share_align, defaults=ALIGN_DEFAULTS, grid=ARCH_GRID,
+))

@@ -1,0 +1,150 @@
+"""`ple`: Progressive Layered Extraction (Tang et al., RecSys 2020), a baseline of SRDML's Table 2.
+
+Each of ``levels`` extraction levels holds ``n_task_experts`` experts per task and ``n_shared_experts`` shared
+experts (one layer each: relu(h·A + a), all task experts in ONE [T, n_task_experts, in, e] tensor). Task t's
+gate ``softmax(h_t·G_t + c_t)`` mixes its own experts and the shared ones into task t's next state; in every
+level but the last a shared gate mixes *all* experts (every task's and the shared ones) into the shared
+branch's next state. The first level reads the (optional) shared bottom φ(x) in every branch; after the last
+level come task towers (``head_hidden``) and outputs. Gates read their own branch's state, as in the paper
+(LibMTL omits the shared gate; METHOD_NOTES §6).
+
+Heterogeneous tasks: with two or more levels the shared gate needs every task's experts on every task's rows,
+so the network runs on all T·B rows of the batch at once and task t keeps the outputs on its own rows: a
+step costs T× a shared-input step (as cross-stitch does). With one level nothing crosses tasks and each task
+runs on its own rows only.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from mtlkit.data.spec import DataInfo
+from mtlkit.methods.base import MethodInfo, MethodParts
+from mtlkit.methods.baselines import _flatten
+from mtlkit.methods.registry import register
+from mtlkit.methods.tomato_baselines import _bottom
+from mtlkit.nn import TaskMLP
+from mtlkit.nn import activation as make_activation
+
+
+def _uniform(shape: tuple[int, ...], fan_in: int) -> nn.Parameter:
+    bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+    return nn.Parameter(torch.empty(shape).uniform_(-bound, bound))
+
+
+class ExtractionLevel(nn.Module):
+    """One PLE level: task experts [T, n_te, in, e], shared experts [n_se, in, e], task gates [T, in, n_te +
+    n_se] and, unless ``final``, a shared gate [in, T·n_te + n_se] over all experts."""
+
+    def __init__(self, n_tasks: int, in_dim: int, n_task_experts: int, n_shared_experts: int, expert_dim: int,
+                 activation: str, dropout: float, final: bool) -> None:
+        super().__init__()
+        T, k, s, e = n_tasks, n_task_experts, n_shared_experts, expert_dim
+        self.n_tasks, self.final = T, final
+        self.task_w, self.task_b = _uniform((T, k, in_dim, e), in_dim), _uniform((T, k, e), in_dim)
+        self.shared_w, self.shared_b = _uniform((s, in_dim, e), in_dim), _uniform((s, e), in_dim)
+        self.gate_w, self.gate_b = _uniform((T, in_dim, k + s), in_dim), _uniform((T, k + s), in_dim)
+        if not final:
+            self.sgate_w, self.sgate_b = _uniform((in_dim, T * k + s), in_dim), _uniform((T * k + s,), in_dim)
+        self.act = nn.Sequential(make_activation(activation), nn.Dropout(dropout) if dropout > 0 else nn.Identity())
+
+    def forward(self, h_task: torch.Tensor, h_shared: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``h_task`` [B, in] (the same rows for every task) or [T, B, in]; ``h_shared`` [B, in], or [T, B, in]
+        in a final level. Returns the tasks' next states [T, B, e] and the shared one [B, e] (None if final)."""
+        eq = "bi,tkie->tkbe" if h_task.dim() == 2 else "tbi,tkie->tkbe"
+        e_task = self.act(torch.einsum(eq, h_task, self.task_w) + self.task_b[:, :, None, :])  # [T, k, B, e]
+        if h_shared.dim() == 2:
+            e_shared = self.act(torch.einsum("bi,sie->sbe", h_shared, self.shared_w) + self.shared_b[:, None, :])
+            e_shared_t = e_shared.expand(self.n_tasks, *e_shared.shape)  # [T, s, B, e]
+        else:
+            e_shared = None
+            e_shared_t = self.act(torch.einsum("tbi,sie->tsbe", h_shared, self.shared_w)
+                                  + self.shared_b[None, :, None, :])
+        geq = "bi,tig->tbg" if h_task.dim() == 2 else "tbi,tig->tbg"
+        gate = torch.softmax(torch.einsum(geq, h_task, self.gate_w) + self.gate_b[:, None, :], dim=-1)
+        out_task = torch.einsum("tbg,tgbe->tbe", gate, torch.cat([e_task, e_shared_t], dim=1))
+        if self.final:
+            return out_task, None
+        if e_shared is None:
+            raise ValueError("a non-final PLE level needs the shared branch on one set of rows ([B, in])")
+        every = torch.cat([e_task.reshape(-1, *e_task.shape[2:]), e_shared], dim=0)  # [T·k + s, B, e]
+        sgate = torch.softmax(h_shared @ self.sgate_w + self.sgate_b, dim=-1)  # [B, T·k + s]
+        return out_task, torch.einsum("bg,gbe->be", sgate, every)
+
+
+class PLENet(nn.Module):
+    """Shared bottom φ (identity when ``hidden`` is empty: the paper's experts on the raw input), ``levels``
+    `ExtractionLevel` s, then per-task towers and outputs (`TaskMLP`)."""
+
+    def __init__(self, info: DataInfo, hidden: list[int], head_hidden: list[int], activation: str, dropout: float,
+                 levels: int, n_shared_experts: int, n_task_experts: int, expert_dim: int) -> None:
+        super().__init__()
+        for nm, v in (("levels", levels), ("n_shared_experts", n_shared_experts),
+                      ("n_task_experts", n_task_experts), ("expert_dim", expert_dim)):
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"ple needs {nm} to be a positive integer, got {v!r}")
+        T = info.n_tasks
+        self.shared, self.n_tasks = info.shared, T
+        self.bottom, width = _bottom(info, hidden, activation, dropout)
+        self.levels = nn.ModuleList([
+            ExtractionLevel(T, width if i == 0 else expert_dim, n_task_experts, n_shared_experts, expert_dim,
+                            activation, dropout, final=i == levels - 1) for i in range(levels)])
+        self.heads = TaskMLP(T, [expert_dim, *head_hidden, info.spec.n_outputs], activation, dropout)
+
+    def extract(self, z: torch.Tensor) -> torch.Tensor:
+        """All levels on bottom features ``z`` ([B, h] shared by the tasks, or [T, B, h] with one level):
+        the tasks' final states [T, B, e]."""
+        h_task, h_shared = z, z
+        for level in self.levels:
+            h_task, h_shared = level(h_task, h_shared)
+        return h_task
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.bottom(_flatten(x, self.shared, self.n_tasks))
+        if self.shared or len(self.levels) == 1:
+            return self.heads(self.extract(z))
+        T, B = z.shape[0], z.shape[1]
+        h = self.extract(z.reshape(T * B, -1)).reshape(T, T, B, -1)  # (task branch, rows of task, B, e)
+        idx = torch.arange(T, device=z.device)
+        return self.heads(h[idx, idx])  # task t on its own rows
+
+
+def _ple_shared(model: nn.Module) -> list[nn.Parameter]:
+    """Parameters more than one task's loss reaches: the bottom, every shared expert, and in non-final levels
+    the task experts and shared gate (read by the shared gate) and, two or more levels before the last, the
+    task gates (they feed task experts that the next shared gate reads)."""
+    out = list(model.bottom.parameters())
+    n = len(model.levels)
+    for i, lv in enumerate(model.levels):
+        out += [lv.shared_w, lv.shared_b]
+        if i < n - 1:
+            out += [lv.task_w, lv.task_b, lv.sgate_w, lv.sgate_b]
+        if i < n - 2:
+            out += [lv.gate_w, lv.gate_b]
+    return out
+
+
+PLE_DEFAULTS: dict[str, Any] = {"hidden": [], "head_hidden": [32], "activation": "relu", "dropout": 0.0,
+                                "levels": 2, "n_shared_experts": 2, "n_task_experts": 1, "expert_dim": 32}
+
+
+def _build(info: DataInfo, hp: dict[str, Any]) -> MethodParts:
+    model = PLENet(info, list(hp["hidden"]), list(hp["head_hidden"]), hp["activation"], float(hp["dropout"]),
+                   int(hp["levels"]), int(hp["n_shared_experts"]), int(hp["n_task_experts"]), int(hp["expert_dim"]))
+    return MethodParts(model, shared_parameters=_ple_shared)
+
+
+register(MethodInfo(
+    name="ple",
+    summary="Progressive layered extraction: levels of task-specific and shared experts, per-task gates over "
+            "own + shared experts, a shared gate over all experts between levels, then task towers.",
+    paper="SRDML (Bai et al., KDD 2022) Table 2 baseline; Tang et al., Progressive Layered Extraction (PLE), "
+          "RecSys 2020",
+    build=_build,
+    defaults=PLE_DEFAULTS,
+    grid={"lr": [1e-3, 1e-2]},
+))
