@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-from mtlkit.errors import UnknownNameError
-from mtlkit.methods.base import MethodInfo
+import torch
+
+from mtlkit.data.spec import DataInfo
+from mtlkit.errors import MtlkitError, UnknownNameError
+from mtlkit.methods.base import MethodInfo, MethodParts
 
 _REGISTRY: dict[str, MethodInfo] = {}
 _ALIASES: dict[str, str] = {}
@@ -23,12 +27,62 @@ def register(info: MethodInfo) -> MethodInfo:
 
 
 def get(name: str) -> MethodInfo:
-    """The entry for ``name`` (or one of its aliases)."""
+    """The entry for ``name`` (or one of its aliases); ``"method+combiner"`` (e.g. ``srdml+pcgrad``) is the
+    method trained with a named gradient combiner (`mtlkit.optim.combiners.COMBINERS`) on its shared parameters."""
     _ensure_loaded()
     key = _ALIASES.get(name, name)
-    if key not in _REGISTRY:
-        raise UnknownNameError(f"unknown method {name!r}; known methods: {', '.join(names())}")
-    return _REGISTRY[key]
+    if key in _REGISTRY:
+        return _REGISTRY[key]
+    if "+" in name:
+        return _compose(name)
+    raise UnknownNameError(f"unknown method {name!r}; known methods: {', '.join(names())}")
+
+
+def _compose(name: str) -> MethodInfo:
+    """The derived entry for ``"base+combiner"``: ``base``'s build with its combiner replaced (and the combiner's
+    hyper-parameters and training state added). Not registered: `names` lists only the base methods."""
+    from mtlkit.optim.combiners import COMBINERS
+
+    base_name, _, comb = name.rpartition("+")
+    if comb not in COMBINERS:
+        raise UnknownNameError(f"unknown gradient combiner {comb!r} in {name!r}; known combiners: "
+                               f"{', '.join(COMBINERS)} (use them as METHOD+COMBINER, e.g. srdml+pcgrad)")
+    if "+" in base_name:
+        raise UnknownNameError(f"{name!r} names more than one gradient combiner; use METHOD+COMBINER")
+    base = get(base_name)
+    if base.name in COMBINERS:
+        raise UnknownNameError(f"{base.name!r} already is a method trained with a combiner; compose a base method "
+                               f"instead, e.g. hard-share+{comb}")
+    if base.fit is not None:
+        raise MtlkitError(f"method {base.name!r} is not trained by SGD (it has its own solver), so it cannot take "
+                          f"the gradient combiner {comb!r}")
+    spec = COMBINERS[comb]
+    own = set(spec.defaults) - set(base.defaults)
+
+    def build(info: DataInfo, hp: dict[str, Any]) -> MethodParts:
+        parts = base.build(info, {k: v for k, v in hp.items() if k not in own})
+        c = spec.make({k: hp[k] for k in spec.defaults if k in hp})
+        parts.combiner = c
+        c_state, c_load = getattr(c, "state", None), getattr(c, "load_state", None)
+        if c_state is not None and c_load is not None:
+            b_state, b_load = parts.state, parts.load_state
+            c_keys = set(c_state())
+
+            def state() -> dict[str, torch.Tensor]:
+                return {**(b_state() if b_state is not None else {}), **c_state()}
+
+            def load_state(st: dict[str, torch.Tensor]) -> None:
+                if b_load is not None:
+                    b_load({k: v for k, v in st.items() if k not in c_keys})
+                c_load({k: v for k, v in st.items() if k in c_keys})
+
+            parts.state, parts.load_state = state, load_state
+        return parts
+
+    return dataclasses.replace(
+        base, name=f"{base.name}+{comb}", summary=f"{base.summary} Trained with {comb}: {spec.summary}",
+        paper=f"{base.paper}; {spec.paper}", build=build, defaults={**base.defaults, **spec.defaults},
+        needs=tuple(dict.fromkeys((*base.needs, "per-task gradients"))), aliases=())
 
 
 def names() -> list[str]:
@@ -57,6 +111,8 @@ def _ensure_loaded() -> None:
 
     import mtlkit.methods as pkg
 
-    for mod in pkgutil.iter_modules(pkg.__path__):
-        if mod.name not in ("base", "registry") and not mod.name.startswith("_"):
-            importlib.import_module(f"mtlkit.methods.{mod.name}")
+    first = ["baselines", "linear"]  # the reference points lead the listing; the rest by module name
+    rest = sorted(m.name for m in pkgutil.iter_modules(pkg.__path__)
+                  if m.name not in ("base", "registry", *first) and not m.name.startswith("_"))
+    for name in first + rest:
+        importlib.import_module(f"mtlkit.methods.{name}")

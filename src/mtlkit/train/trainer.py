@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from mtlkit.data.sampler import TaskBatchSampler
-from mtlkit.data.tensors import DeviceData
+from mtlkit.data.tensors import Batch, DeviceData
 from mtlkit.errors import MtlkitError
 from mtlkit.methods.base import MethodParts, as_output
 from mtlkit.optim.schedule import exponential_decay
@@ -61,6 +61,37 @@ def mean_task_loss(model: torch.nn.Module, loss: TaskLoss, data: DeviceData, chu
     return total / data.mask.sum(1).clamp_min(1)
 
 
+def training_step(parts: MethodParts, fwd: torch.nn.Module, loss: TaskLoss, batch: Batch, w: torch.Tensor,
+                  opt: torch.optim.Optimizer, shared: Sequence[torch.nn.Parameter],
+                  distributed: DistContext | None = None) -> torch.Tensor:
+    """One optimisation step of any method; returns the batch's per-task losses ``[T]`` (detached, on the device).
+
+    ``Σ_t w_t L_t + Σ penalties``; gradients by the method's combiner (given the per-task losses, the weights
+    ``w`` and the model's named features); the optimizer step; each proximal step with the step's learning
+    rate. ``fwd`` is the model or its DistributedDataParallel wrapper; with ``distributed`` each task's loss is
+    divided by its labelled rows in the global batch (one all-reduce of the counts)."""
+    model = parts.model
+    out = as_output(fwd(batch.x))
+    if distributed is not None:
+        n_global = distributed.all_reduce_sum(batch.mask.sum(1).to(out.pred.dtype))
+        rows = loss.per_row(out.pred, batch.y, batch.mask).sum(1)
+        losses = rows / n_global.clamp_min(1) * distributed.world_size
+    else:
+        losses = loss(out.pred, batch)
+    total = (w * losses).sum()
+    for pen in parts.penalties:
+        total = total + pen(model, out, batch)
+    opt.zero_grad(set_to_none=True)
+    parts.combiner.backward(losses, total, shared, weights=w, features=out.features)
+    opt.step()
+    if parts.proxes:
+        lr = opt.param_groups[0]["lr"]
+        with torch.no_grad():
+            for prox in parts.proxes:
+                prox(model, lr)
+    return losses.detach()
+
+
 def _fingerprint(parts: MethodParts, train: DeviceData, val: DeviceData | None, hp: dict[str, Any], seed: int,
                  task_weights: torch.Tensor | None, extra: Mapping[str, Any] | None) -> dict[str, Any]:
     """What identifies a run for resuming: hyper-parameters (``epochs`` aside: a run may be extended),
@@ -102,7 +133,8 @@ def fit_sgd(parts: MethodParts, loss: TaskLoss, train: DeviceData, val: DeviceDa
     """Train ``parts.model`` in place; at the end it holds the epoch with the lowest validation loss.
 
     Objective per step: ``Σ_t w_t L_t + Σ penalties`` (``w_t = 1/T`` by default), gradients by the
-    method's combiner, then the optimizer step, then each proximal step with the step's learning rate.
+    method's combiner (given the per-task losses, the weights ``w`` and the model's named features), then the
+    optimizer step, then each proximal step with the step's learning rate.
     Host synchronisation happens once per epoch (losses and early stopping), never per step — except at
     the steps that write a checkpoint.
 
@@ -210,27 +242,9 @@ def fit_sgd(parts: MethodParts, loss: TaskLoss, train: DeviceData, val: DeviceDa
                 epoch_state = sampler.state()  # before the epoch's draw: regenerates this epoch on resume
                 due_at_end = False
                 for s, batch in enumerate(sampler.epoch(first), start=first):
-                    out = as_output(fwd(batch.x))
-                    if ddp:
-                        assert distributed is not None
-                        n_global = distributed.all_reduce_sum(batch.mask.sum(1).to(out.pred.dtype))
-                        rows = loss.per_row(out.pred, batch.y, batch.mask).sum(1)
-                        losses = rows / n_global.clamp_min(1) * distributed.world_size
-                    else:
-                        losses = loss(out.pred, batch)
-                    total = (w * losses).sum()
-                    for pen in parts.penalties:
-                        total = total + pen(model, out, batch)
-                    opt.zero_grad(set_to_none=True)
-                    parts.combiner.backward(losses, total, shared)
-                    opt.step()
-                    if parts.proxes:
-                        lr = opt.param_groups[0]["lr"]
-                        with torch.no_grad():
-                            for prox in parts.proxes:
-                                prox(model, lr)
+                    losses = training_step(parts, fwd, loss, batch, w, opt, shared, distributed if ddp else None)
                     sched.step()
-                    acc += losses.detach()
+                    acc += losses
                     global_step += 1
                     unsaved = True
                     if ckpt is not None and every and global_step % every == 0:

@@ -1,0 +1,150 @@
+"""Training-step time of every registered method, side by side with hard-share in one run.
+
+What is measured: one full training step exactly as the Trainer runs it (`mtlkit.train.trainer.training_step`:
+forward, masked per-task losses, penalties, the method's gradient combiner, the optimizer step, the proximal
+steps) for each method's own default architecture and optimizer, on a regression problem with T tasks of B rows
+and 28 features (School's shape at T = 139). Each method is timed in turn, several rounds interleaved with
+hard-share, and the reported ratio is the median step time of the method over that of hard-share, so a
+machine's load drifting during the run affects both sides alike.
+
+Run::
+
+    python benchmarks/method_steps.py                         # T in 10,139 on cpu (+ cuda when available)
+    python benchmarks/method_steps.py --methods tomato-ex:K=16,mrn --tasks 139 --devices cuda
+    python benchmarks/method_steps.py --shared                # one input shared by all tasks
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from typing import Any
+
+import torch
+
+from mtlkit.data.spec import DataInfo, TaskSpec
+from mtlkit.data.tensors import Batch
+from mtlkit.methods import registry
+from mtlkit.train.config import merge_hparams, method_defaults
+from mtlkit.train.losses import TaskLoss
+from mtlkit.train.trainer import make_optimizer, training_step
+
+N_FEATURES = 28
+DEFAULT_METHODS = ("stl,single,inter-task-l2,dmtrl-tucker,mrn:update_every=1,cross-stitch,mmoe,tomato-el,"
+                   "tomato-ex:K=16")
+
+
+def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
+    """``name:key=value:key=value`` → the method name and its hyper-parameter overrides (JSON values)."""
+    import json
+
+    name, *items = spec.split(":")
+    hp: dict[str, Any] = {}
+    for it in items:
+        k, v = it.split("=", 1)
+        try:
+            hp[k] = json.loads(v)
+        except json.JSONDecodeError:
+            hp[k] = v
+    return name, hp
+
+
+def make_batch(n_tasks: int, batch: int, shared: bool, device: torch.device) -> tuple[DataInfo, Batch]:
+    spec = TaskSpec(kind="regression", names=tuple(f"t{i}" for i in range(n_tasks)), n_classes=(1,) * n_tasks)
+    info = DataInfo(spec=spec, feature_shape=(N_FEATURES,), shared=shared)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, N_FEATURES, generator=g) if shared else torch.randn(n_tasks, batch, N_FEATURES, generator=g)
+    y = torch.randn(n_tasks, batch, generator=g)
+    mask = torch.ones(n_tasks, batch, dtype=torch.bool)
+    return info, Batch(x=x.to(device), y=y.to(device), mask=mask.to(device), shared=shared)
+
+
+class Stepper:
+    """One method built once, with its optimizer, ready to run timed steps on a fixed batch."""
+
+    def __init__(self, spec: str, info: DataInfo, batch: Batch, device: torch.device) -> None:
+        name, over = parse_method(spec)
+        entry = registry.get(name)
+        hp = merge_hparams(method_defaults(entry), over, name)
+        torch.manual_seed(0)
+        self.parts = entry.build(info, hp)
+        self.parts.model.to(device).train()
+        self.loss = TaskLoss(info.spec, device)
+        params = [p for p in self.parts.model.parameters() if p.requires_grad]
+        self.opt = make_optimizer(params, hp)
+        m = self.parts.model
+        self.shared = self.parts.shared_parameters(m) if self.parts.shared_parameters is not None else params
+        self.w = torch.full((info.n_tasks,), 1.0 / info.n_tasks, device=device)
+        self.batch, self.device = batch, device
+
+    def step(self) -> None:
+        training_step(self.parts, self.parts.model, self.loss, self.batch, self.w, self.opt, self.shared)
+
+    def time(self, steps: int) -> list[float]:
+        cuda = self.device.type == "cuda"
+        out = []
+        for _ in range(steps):
+            if cuda:
+                torch.cuda.synchronize(self.device)
+            t0 = time.perf_counter()
+            self.step()
+            if cuda:
+                torch.cuda.synchronize(self.device)
+            out.append(time.perf_counter() - t0)
+        return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--methods", default=DEFAULT_METHODS, help="comma-separated name[:key=value...] specs")
+    p.add_argument("--tasks", default="10,139", help="comma-separated task counts T")
+    p.add_argument("--batch", type=int, default=32, help="rows per task B")
+    p.add_argument("--steps", type=int, default=None, help="timed steps per round (default 10 cpu, 50 cuda)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds interleaving hard-share and each method")
+    p.add_argument("--devices", default=None, help="comma-separated devices (default cpu, plus cuda if available)")
+    p.add_argument("--shared", action="store_true", help="one input shared by all tasks (default: per-task rows)")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    args = p.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    devices = args.devices.split(",") if args.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    specs = [s.strip() for s in args.methods.split(",") if s.strip()]
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, B={args.batch}, features={N_FEATURES}, "
+          f"{'shared' if args.shared else 'per-task'} input; each method with its registry defaults")
+    for dev_str in devices:
+        device = torch.device(dev_str)
+        steps = args.steps or (50 if device.type == "cuda" else 10)
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or
+                                                                                 platform.machine())
+        print(f"\ndevice {dev_str}: {name}; median of {args.rounds}x{steps} steps after 3 warm-up steps")
+        print(f"{'method':<28} {'T':>4} {'ms/step':>9} {'hard-share ms':>14} {'ratio':>7}")
+        for T in [int(t) for t in args.tasks.split(",")]:
+            info, batch = make_batch(T, args.batch, args.shared, device)
+            ref = Stepper("hard-share", info, batch, device)
+            for _ in range(3):
+                ref.step()
+            for spec in specs:
+                try:
+                    s = Stepper(spec, info, batch, device)
+                    for _ in range(3):
+                        s.step()
+                except Exception as e:  # a method that cannot run this problem: say so, go on
+                    print(f"{spec:<28} {T:>4}  skipped: {type(e).__name__}: {e}")
+                    continue
+                mine: list[float] = []
+                base: list[float] = []
+                for _ in range(args.rounds):
+                    base += ref.time(steps)
+                    mine += s.time(steps)
+                m_ms, b_ms = statistics.median(mine) * 1e3, statistics.median(base) * 1e3
+                print(f"{spec:<28} {T:>4} {m_ms:>9.2f} {b_ms:>14.2f} {m_ms / b_ms:>6.2f}x", flush=True)
+                del s
+    if hasattr(os, "getloadavg"):
+        print(f"\n1-min load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+
+
+if __name__ == "__main__":
+    main()
