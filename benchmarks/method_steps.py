@@ -7,11 +7,17 @@ and 28 features (School's shape at T = 139). Each method is timed in turn, sever
 hard-share, and the reported ratio is the median step time of the method over that of hard-share, so a
 machine's load drifting during the run affects both sides alike.
 
+``--loop`` adds, for each method that needs per-task gradients (srdml, pcgrad, mgda-ub and any ``+pcgrad`` /
+``+mgda-ub`` composition), a row for the same method with those gradients taken by a per-task loop (T
+``autograd.grad`` calls, as a straightforward implementation would) instead of the library's one batched
+vector-Jacobian product — same math, so the ratio between the two rows is what batching buys.
+
 Run::
 
     python benchmarks/method_steps.py                         # T in 10,139 on cpu (+ cuda when available)
     python benchmarks/method_steps.py --methods tomato-ex:K=16,mrn --tasks 139 --devices cuda
     python benchmarks/method_steps.py --shared                # one input shared by all tasks
+    python benchmarks/method_steps.py --methods srdml,pcgrad,mgda-ub --loop
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -50,6 +58,50 @@ def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
         except json.JSONDecodeError:
             hp[k] = v
     return name, hp
+
+
+def loop_task_gradients(losses: torch.Tensor, inputs: torch.Tensor | Sequence[torch.Tensor],
+                        weights: torch.Tensor | None = None, retain_graph: bool = True,
+                        create_graph: bool = False) -> torch.Tensor:
+    """`mtlkit.optim.combiners.task_gradients` by a per-task loop: one ``autograd.grad`` call per task."""
+    xs = [inputs] if isinstance(inputs, torch.Tensor) else list(inputs)
+    rows = []
+    for t in range(losses.shape[0]):
+        lt = losses[t] if weights is None else losses[t] * weights[t]
+        gs = torch.autograd.grad(lt, xs, retain_graph=True, create_graph=create_graph, allow_unused=True)
+        rows.append(torch.cat([(g if g is not None else torch.zeros_like(x)).reshape(-1)
+                               for g, x in zip(gs, xs, strict=True)]))
+    return torch.stack(rows)
+
+
+def loop_saliency(model: Any, a: torch.Tensor, create_graph: bool = True) -> torch.Tensor:
+    """`mtlkit.methods.srdml.saliency` by a per-task loop: each head's input gradient by its own backward call."""
+    k = model.map_dims
+    rows = a.reshape(-1, *a.shape[a.dim() - k:])
+    f = model.head(rows)[..., 0]  # [T, M]: every head on the shared rows
+    gs = [torch.autograd.grad(f[t].sum(), rows, retain_graph=True, create_graph=create_graph)[0]
+          for t in range(f.shape[0])]
+    g = torch.stack(gs)
+    return g.sum(dim=(-2, -1)) if k == 3 else g
+
+
+@contextmanager
+def per_task_loops() -> Iterator[None]:
+    """Swap the batched per-task gradient routines for the loop versions while building and timing a method."""
+    import mtlkit.methods.srdml as srdml
+    import mtlkit.optim.combiners as combiners
+
+    saved = combiners.task_gradients, srdml.saliency
+    combiners.task_gradients, srdml.saliency = loop_task_gradients, loop_saliency
+    try:
+        yield
+    finally:
+        combiners.task_gradients, srdml.saliency = saved
+
+
+def needs_task_gradients(spec: str) -> bool:
+    name = spec.split(":")[0]
+    return name in ("srdml", "pcgrad", "mgda-ub") or name.endswith(("+pcgrad", "+mgda-ub"))
 
 
 def make_batch(n_tasks: int, batch: int, shared: bool, device: torch.device) -> tuple[DataInfo, Batch]:
@@ -97,6 +149,11 @@ class Stepper:
         return out
 
 
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--methods", default=DEFAULT_METHODS, help="comma-separated name[:key=value...] specs")
@@ -107,6 +164,8 @@ def main() -> None:
     p.add_argument("--devices", default=None, help="comma-separated devices (default cpu, plus cuda if available)")
     p.add_argument("--shared", action="store_true", help="one input shared by all tasks (default: per-task rows)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument("--loop", action="store_true",
+                   help="also time srdml / pcgrad / mgda-ub with per-task gradients by a loop of T backward calls")
     args = p.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -126,21 +185,27 @@ def main() -> None:
             ref = Stepper("hard-share", info, batch, device)
             for _ in range(3):
                 ref.step()
-            for spec in specs:
-                try:
-                    s = Stepper(spec, info, batch, device)
-                    for _ in range(3):
-                        s.step()
-                except Exception as e:  # a method that cannot run this problem: say so, go on
-                    print(f"{spec:<28} {T:>4}  skipped: {type(e).__name__}: {e}")
-                    continue
-                mine: list[float] = []
-                base: list[float] = []
-                for _ in range(args.rounds):
-                    base += ref.time(steps)
-                    mine += s.time(steps)
+            runs = [(spec, False) for spec in specs]
+            if args.loop:
+                runs = [r for spec in specs for r in ([(spec, False), (spec, True)] if needs_task_gradients(spec)
+                                                      else [(spec, False)])]
+            for spec, loop in runs:
+                label = f"{spec} (per-task loop)" if loop else spec
+                with per_task_loops() if loop else _nothing():
+                    try:
+                        s = Stepper(spec, info, batch, device)
+                        for _ in range(3):
+                            s.step()
+                    except Exception as e:  # a method that cannot run this problem: say so, go on
+                        print(f"{label:<28} {T:>4}  skipped: {type(e).__name__}: {e}")
+                        continue
+                    mine: list[float] = []
+                    base: list[float] = []
+                    for _ in range(args.rounds):
+                        base += ref.time(steps)
+                        mine += s.time(steps)
                 m_ms, b_ms = statistics.median(mine) * 1e3, statistics.median(base) * 1e3
-                print(f"{spec:<28} {T:>4} {m_ms:>9.2f} {b_ms:>14.2f} {m_ms / b_ms:>6.2f}x", flush=True)
+                print(f"{label:<28} {T:>4} {m_ms:>9.2f} {b_ms:>14.2f} {m_ms / b_ms:>6.2f}x", flush=True)
                 del s
     if hasattr(os, "getloadavg"):
         print(f"\n1-min load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
