@@ -69,6 +69,12 @@ def _omniglot(data_dir: Any = None, **kw: Any) -> MultiTaskData:
     return load_omniglot(data_dir, **kw)
 
 
+def _sentiment(data_dir: Any = None, **kw: Any) -> MultiTaskData:
+    from mtlkit.datasets.sentiment import load_sentiment
+
+    return load_sentiment(data_dir, **kw)
+
+
 _DATASETS = {d.name: d for d in (
     DatasetInfo("digits", "embedded: scikit-learn 8x8 digits, 10 one-vs-rest binary tasks (~360 rows each)",
                 False, _digits),
@@ -88,6 +94,8 @@ _DATASETS = {d.name: d for d in (
                 "(generated; truth via datasets.srdml_synthetic.srdml_synthetic)", False, _srdml_synthetic),
     DatasetInfo("omniglot", "Omniglot background small1+small2: 8 alphabets as multiclass tasks (17-47 characters "
                 "x 20 drawers), images [1, size, size] (size=105 as the paper; size=35 for CPU)", True, _omniglot),
+    DatasetInfo("sentiment", "Wu et al.'s six sentence sets (MR, SUBJ, CR, TREC largest-class-vs-rest, MPQA, SST) as "
+                "binary tasks, bag-of-words over a shared top-V vocabulary", True, _sentiment),
 )}
 
 
