@@ -57,11 +57,14 @@ def machine() -> str:
             + ", ".join(f"{k} {v}" for k, v in versions().items()))
 
 
-def provenance(ctx: Context, seeds: str, protocol: Sequence[str]) -> list[str]:
-    """The header lines of a results file: command, date, machine, seeds, data checksums, protocol."""
+def provenance(ctx: Context, seeds: str, protocol: Sequence[str], train_seconds: float | None = None) -> list[str]:
+    """The header lines of a results file: command, date, machine, seeds, data checksums, protocol.
+    ``train_seconds``: the recorded runs' summed training time (runs reused from the store included)."""
+    spent = f"{(time.perf_counter() - ctx.started) / 60:.1f} min in this call"
+    if train_seconds is not None:
+        spent += f"; the runs' recorded training time sums to {train_seconds / 60:.1f} min"
     lines = [f"- Command: `{ctx.command}`",
-             f"- Written: {datetime.now(timezone.utc).isoformat(timespec='seconds')}, "
-             f"{(time.perf_counter() - ctx.started) / 60:.1f} min of compute",
+             f"- Written: {datetime.now(timezone.utc).isoformat(timespec='seconds')}, {spent}",
              f"- Machine: {machine()}", f"- Seeds: {seeds}"]
     lines += [f"- Data `{n}`: checksum `{c}`" for n, c in ctx.datasets.items()]
     lines += ["", "Protocol:", ""] + [f"- {p}" for p in protocol]
