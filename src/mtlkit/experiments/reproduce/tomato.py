@@ -264,6 +264,7 @@ def _case_study(ctx: Context, args: argparse.Namespace, res: BenchResult,
             continue
         chosen = dict(res.hparams[m][0])
         lams = [chosen["lam"]] + [lam for lam in CASE_LAMBDAS if lam != chosen["lam"]]
+        best: tuple[float, float, np.ndarray] | None = None
         for lam in lams:
             hpm = {**chosen, "K": K, "epochs": hp["epochs"], "lam": lam}
             run = mtlkit.train(m, split, hparams=hpm, seed=SEED, device=ctx.device, progress=False)
@@ -278,15 +279,20 @@ def _case_study(ctx: Context, args: argparse.Namespace, res: BenchResult,
             tag = " (selected)" if lam == chosen["lam"] else ""
             rows.append([m, f"λ={lam:g}{tag}, lr={chosen['lr']:g}", fmt(err), fmt(rho, 3), fmt(rho_task, 3),
                          f"{100 * zero:.0f}%", f"{100 * recall:.0f}%"])
-            if lam == max(lams):
-                figs += plot_relation_matrix(matched, [f"topic {k + 1}" for k in range(K)], tasks,
-                                             f"{m} (λ={lam:g}): learned ‖θˢ_kt‖, topics matched",
-                                             ctx.out / f"tomato-synthetic-{m}", "norm")
+            score = rho_task if np.isfinite(rho_task) else -np.inf
+            if best is None or score > best[0]:
+                best = (score, lam, matched)
+        if best is not None:  # the heatmap of the λ whose per-task deviations follow the truth best
+            _, lam, matched = best
+            figs += plot_relation_matrix(matched, [f"topic {k + 1}" for k in range(K)], tasks,
+                                         f"{m} (λ={lam:g}): learned ‖θˢ_kt‖, topics matched",
+                                         ctx.out / f"tomato-synthetic-{m}", "norm")
     out += markdown_table(["method", "hyper-parameters", "test error %", "Spearman ρ (matched K×T)",
                            "Spearman ρ (per-task total)", "exact zeros", "true deviating pairs kept non-zero"], rows)
     out += ["", f"Besides the selected λ, the case study trains λ ∈ {{{', '.join(f'{v:g}' for v in CASE_LAMBDAS)}}} "
-            "to show what the sparsity pattern looks like when the prox is strong enough to zero groups; the "
-            "heatmaps below are for the largest λ."]
+            "to show what the sparsity pattern looks like when the prox is strong enough to zero groups (a λ "
+            "that zeroes every group leaves the shared model: its ρ is undefined, –). Each heatmap below is "
+            "for the λ whose per-task total deviation follows the truth best."]
     out += ["", "![generating norms](tomato-synthetic-true.png)"]
     out += [f"![{m}](tomato-synthetic-{m}.png)" for m in ("tomato-el", "tomato-ex") if m in res.hparams]
     return out, figs
