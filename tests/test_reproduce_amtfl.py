@@ -1,0 +1,153 @@
+"""`mtlkit reproduce amtfl`: the quick smoke run end to end (sections, the paper's numbers, provenance, figures)
+and the MNIST builders it relies on (per-class counts, PCA fitted on training rows only, the one-vs-all argmax
+error) against hand computations."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mtlkit.cli import main
+from mtlkit.datasets.mnist_amtfl import (
+    one_vs_all_data,
+    ova_error,
+    ova_predict,
+    per_class_error,
+    per_class_split,
+)
+from mtlkit.experiments.reproduce.amtfl import (
+    PAPER_TABLE1,
+    PAPER_TABLE2,
+    _block_means,
+    downsample,
+    mnist_scores,
+    project_bases,
+)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _labels(per_digit: int = 30) -> np.ndarray:
+    return np.random.default_rng(0).permutation(np.repeat(np.arange(10), per_digit))
+
+
+def test_per_class_split_counts_and_disjointness():
+    labels = _labels(30)
+    counts = [12, 11, 10, 9, 8, 7, 6, 5, 4, 3]
+    tr, va, te = per_class_split(labels, counts, n_val=4, n_test=None, seed=3)
+    assert [int((labels[tr] == d).sum()) for d in range(10)] == counts
+    assert all(int((labels[va] == d).sum()) == 4 for d in range(10))
+    assert [int((labels[te] == d).sum()) for d in range(10)] == [30 - c - 4 for c in counts]  # the rest
+    assert len(np.intersect1d(tr, va)) == len(np.intersect1d(tr, te)) == len(np.intersect1d(va, te)) == 0
+    tr2, va2, te2 = per_class_split(labels, 5, n_val=5, n_test=5, seed=3)
+    assert len(tr2) == len(va2) == len(te2) == 50
+    assert np.array_equal(per_class_split(labels, 5, 5, 5, seed=3)[0], tr2)  # a seed fixes the draw
+    with pytest.raises(ValueError, match="digit"):
+        per_class_split(labels, 30, n_val=1, n_test=None, seed=0)
+
+
+def test_one_vs_all_labels_and_pca_fitted_on_training_rows_only():
+    rng = np.random.default_rng(1)
+    labels = _labels(12)
+    images = rng.random((len(labels), 4, 4))
+    images[labels == 3] += 5.0  # digit 3 far away: a mean over all rows differs from the training mean
+    data = one_vs_all_data(images, labels, pca=5)
+    assert data.x.shape == (len(labels), 16)
+    assert np.array_equal(data.y, (labels[:, None] == np.arange(10)).astype(float))
+    counts = [8, 8, 8, 1, 8, 8, 8, 8, 8, 8]  # few 3s in training
+    tr, va, te = per_class_split(labels, counts, n_val=2, n_test=None, seed=0)
+    split = data.split_indices(tr, te, val=va)
+    flat = images.reshape(len(images), -1)
+    assert np.allclose(split.transform.mean, flat[tr].mean(0))
+    assert not np.allclose(split.transform.mean, flat.mean(0), atol=0.1)
+    assert split.train.x.shape == (len(tr), 5) and split.test.x.shape == (len(te), 5)
+
+
+def test_ova_error_and_per_class_error_by_hand():
+    # three tasks (classes), five rows: argmax per column is 0, 2, 1, 1, 0
+    scores = np.array([[0.9, 0.1, 0.2, 0.3, 0.5],
+                       [0.1, 0.2, 0.7, 0.6, 0.4],
+                       [0.3, 0.8, 0.1, 0.2, 0.1]])
+    labels = np.array([0, 2, 2, 1, 1])
+    assert list(ova_predict(scores)) == [0, 2, 1, 1, 0]
+    assert ova_error(scores, labels) == pytest.approx(100.0 * 2 / 5)
+    assert ova_error(scores[..., None], labels) == pytest.approx(40.0)  # [T, N, 1] outputs too
+    pce = per_class_error(ova_predict(scores), labels, n_classes=4)
+    assert pce[:3] == pytest.approx([0.0, 50.0, 50.0]) and np.isnan(pce[3])
+
+
+def test_mnist_scores_looks_up_the_parts_raw_rows():
+    labels = np.array([0, 1, 2, 1])
+    images = np.arange(4 * 4, dtype=float).reshape(4, 2, 2)
+
+    class FakeRun:  # scores = one-hot of a fixed wrong/right guess per raw row (keyed by its first pixel)
+        guess = {0.0: 0, 4.0: 2, 8.0: 2, 12.0: 1}
+
+        def predict_proba(self, X: np.ndarray) -> np.ndarray:
+            out = np.zeros((3, len(X)))
+            out[[self.guess[float(x[0])] for x in X], np.arange(len(X))] = 1.0
+            return out
+
+    class FakeSplit:
+        indices = {"test": np.array([0, 1, 3]), "val": np.array([2])}
+
+    score = mnist_scores(images, labels)
+    assert score(FakeRun(), FakeSplit(), "test")[0] == pytest.approx(100.0 / 3)  # row 1 wrong
+    assert score(FakeRun(), FakeSplit(), "val")[0] == 0.0
+
+
+def test_block_means_and_basis_projection():
+    easy = np.array([True, True, False, False])
+    AS = np.array([[9.0, 1.0, 2.0, 2.0],
+                   [1.0, 9.0, 2.0, 2.0],
+                   [-0.5, 0.5, 9.0, 3.0],
+                   [0.5, 0.5, 3.0, 9.0]])
+    m = _block_means(AS, easy)
+    assert m == pytest.approx({"easy→hard": 2.0, "hard→easy": 0.5, "easy→easy": 1.0, "hard→hard": 3.0})
+    rng = np.random.default_rng(0)
+    bases = rng.normal(size=(3, 6))
+    mix = rng.normal(size=(3, 3))
+    _, captured = project_bases(bases, bases.T @ mix)  # any invertible mix of the true bases spans them
+    assert captured == pytest.approx(np.ones(3))
+    other = np.linalg.svd(bases)[2][3:].T  # [6, 3] orthogonal to every true basis
+    assert project_bases(bases, other)[1] == pytest.approx(np.zeros(3), abs=1e-10)
+    img = np.arange(16, dtype=float).reshape(1, 4, 4)
+    assert downsample(img)[0] == pytest.approx(np.array([[2.5, 4.5], [10.5, 12.5]]))
+
+
+def test_unknown_part_is_one_line_error(tmp_path, capsys):
+    assert main(["reproduce", "amtfl", "--parts", "cifar", "--out", str(tmp_path), "--store",
+                 str(tmp_path / "s")]) == 2
+    assert "cifar" in capsys.readouterr().err
+
+
+def test_quick_run_writes_every_section_with_paper_numbers(tmp_path: Path):
+    root = os.environ.get("MTLKIT_DATA")
+    if not root or not (Path(root) / "mnist").is_dir() or not (Path(root) / "school").is_dir():
+        pytest.skip("MTLKIT_DATA does not hold the staged MNIST and School data")
+    out = tmp_path / "out"
+    assert main(["reproduce", "amtfl", "--quick", "--splits", "2", "--deep-splits", "1", "--out", str(out),
+                 "--store", str(tmp_path / "s.db")]) == 0
+    md = (out / "amtfl.md").read_text()
+    for needle in ("Command: `mtlkit", "Machine:", "Seeds:", "checksum `", "QUICK SMOKE RUN",
+                   "## Claims checked", "Fig. 5a", "Fig. 5b", "Fig. 4", "Fig. 5c", "easy→hard", "hard→easy",
+                   "## Table 1", "## Table 2 analogue", "## Table 3 analogue", "Deep-AMTL is not run",
+                   "PCA-64 fitted on each split's training images only", "AMTFL best"):
+        assert needle in md, needle
+    for m, cols in PAPER_TABLE1.items():  # every paper number of Table 1's two columns, beside ours
+        assert f"{cols['mnist'][0]:.2f} ± {cols['mnist'][1]:.2f}" in md, m
+        assert f"{cols['school'][0]:.3f} ± {cols['school'][1]:.3f}" in md, m
+    assert all(f"{v:.2f}" in md for v in PAPER_TABLE2["Deep-AMTFL"])
+    assert "4.33" in md
+    table1 = md[md.index("## Table 1"):md.index("## Table 2")]
+    assert table1.count(" ± ") >= 4 * 6  # paper and ours, two columns, six models
+    for fig in ("amtfl-fig4-AS.png", "amtfl-fig4-bases-true.png", "amtfl-fig5b-amtfl.png", "amtfl-fig5c.png"):
+        assert (out / fig).stat().st_size > 1000, fig
+    csv = (out / "amtfl.csv").read_text().splitlines()
+    assert csv[0] == "part,method,split,what,value"
+    parts = {row.split(",")[0] for row in csv[1:]}
+    assert parts == {"synthetic", "school", "mnist", "deep", "transfer"}
+    assert sum(row.startswith("mnist,") for row in csv) == 6 * 2  # six models × two splits
