@@ -13,6 +13,10 @@ from mtlkit.errors import UnknownNameError
 
 REPRODUCTIONS: dict[str, str] = {
     "tomato": "mtlkit.experiments.reproduce.tomato",
+    "trace-norm": "mtlkit.experiments.reproduce.trace_norm",
+    "transfer": "mtlkit.experiments.reproduce.transfer",
+    "amtfl": "mtlkit.experiments.reproduce.amtfl",
+    "srdml": "mtlkit.experiments.reproduce.srdml",
 }
 
 
