@@ -14,7 +14,14 @@ from mtlkit.analysis.relations import task_relations
 from mtlkit.data.tensors import Batch
 from mtlkit.datasets.amtfl_synthetic import amtfl_split, amtfl_synthetic
 from mtlkit.methods.amtfl import AmtflNet, soft_threshold
-from mtlkit.methods.amtfl_baselines import AmtlNet, _lasso_fista, go_mtl_fit, go_mtl_l_step, go_mtl_objective
+from mtlkit.methods.amtfl_baselines import (
+    AmtlNet,
+    DeepAmtlNet,
+    _lasso_fista,
+    go_mtl_fit,
+    go_mtl_l_step,
+    go_mtl_objective,
+)
 from mtlkit.methods.base import MethodParts, as_output
 from mtlkit.nn.conv import SmallCNN
 from mtlkit.train.losses import TaskLoss
@@ -285,6 +292,7 @@ def _binary_images(n: int = 300, seed: int = 0) -> MultiTaskData:
 
 @pytest.mark.parametrize(("method", "hp"), [
     ("deep-amtfl", {**FAST, "backbone": "cnn", "channels": [4, 8], "hidden": [16], "epochs": 25}),
+    ("deep-amtl", {**FAST, "backbone": "cnn", "channels": [4, 8], "hidden": [16], "epochs": 25}),
     ("amtfl", {**FAST, "hidden": 16}), ("go-mtl", {"k": 6, "mu": 1e-3}), ("amtl", FAST), ("mt-nn", FAST)])
 def test_binary_methods_beat_the_majority_class(method, hp):
     split = _binary_images().split(test=0.25, val=0.2, seed=0)
@@ -379,3 +387,90 @@ def test_penalty_accepts_a_batch_with_unlabelled_rows():
     got = pen(parts.model, as_output(parts.model(pad.x)), pad)
     ref = pen(parts.model, as_output(parts.model(b.x)), b)
     torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+
+
+# ---------------------------------------------------------------------- Deep-AMTL
+DEEP_AMTL_HP = {"mu": 0.3, "lam_b": 0.7, "lam": 0.02, "delta": 0.4, "hidden": [3, 3]}
+
+
+def _deep_amtl(kind: str, shared: bool, seed: int = 1) -> tuple[MethodParts, MultiTaskData]:
+    """deep-amtl on tiny data (float64) with an off-diagonal B away from the |·| kink."""
+    data = _tiny(kind, shared)
+    parts = _parts("deep-amtl", data, seed=seed, **DEEP_AMTL_HP)
+    with torch.no_grad():
+        parts.model.B.copy_(torch.rand(3, 3, dtype=torch.float64) * 0.5 + 0.1)
+        parts.model.B.fill_diagonal_(0.0)
+    return parts, data
+
+
+@pytest.mark.parametrize(("kind", "shared"), [("regression", False), ("binary", True)])
+def test_deep_amtl_penalty_is_the_formula_written_out(kind, shared):
+    """(1/T)[Σ_t (1 + μ‖b_t^o‖₁)(L_t + δ/√N_t) + λ_B Σ_j ‖s_j − Σ_t B_tj s_t‖² + λΣ‖W_l‖²] with explicit loops."""
+    parts, data = _deep_amtl(kind, shared)
+    m = parts.model
+    assert isinstance(m, DeepAmtlNet)
+    got, _ = _objective(parts, data)
+    mlp = [layer for layer in m.backbone.modules() if isinstance(layer, torch.nn.Linear)]
+    assert len(mlp) == 2
+    S, bS, B = m.head.weight[..., 0], m.head.bias[:, 0], m.B  # S as rows s_t [T, k]
+    T = data.n_tasks
+    sizes = [len(data.task_arrays(t)[0]) for t in range(T)]
+    hp = DEEP_AMTL_HP
+    ref = torch.zeros((), dtype=torch.float64)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    for t in range(T):
+        X, y = (torch.as_tensor(a) for a in data.task_arrays(t))
+        z = X
+        for layer in mlp:
+            z = torch.relu(z @ layer.weight.T + layer.bias)
+        o = z @ S[t] + bS[t]
+        lt = ((o - y) ** 2).mean() if kind == "regression" else bce(o, y)
+        ref = ref + (1 + hp["mu"] * sum(B[t, s].abs() for s in range(T))) * (lt + hp["delta"] / sizes[t] ** 0.5)
+        ref = ref + hp["lam_b"] * ((S[t] - sum(B[s, t] * S[s] for s in range(T))) ** 2).sum()
+    ref = ref + hp["lam"] * sum((layer.weight ** 2).sum() for layer in mlp)
+    torch.testing.assert_close(got, ref / T, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(("kind", "shared"), [("regression", False), ("binary", True)])
+def test_deep_amtl_gradient_matches_finite_differences(kind, shared):
+    parts, data = _deep_amtl(kind, shared, seed=2)
+    params = list(parts.model.parameters())
+    grads = torch.autograd.grad(_objective(parts, data)[0], params)
+    h = 1e-6
+    for p, g in zip(params, grads, strict=True):
+        fd = torch.zeros_like(p)
+        flat, fdf = p.data.view(-1), fd.view(-1)
+        for i in range(flat.numel()):
+            old = flat[i].item()
+            flat[i] = old + h
+            up = _objective(parts, data)[0].item()
+            flat[i] = old - h
+            down = _objective(parts, data)[0].item()
+            flat[i] = old
+            fdf[i] = (up - down) / (2 * h)
+        if p is parts.model.B:  # the diagonal sits on |·|'s kink at 0: compare the off-diagonal only
+            off = ~torch.eye(3, dtype=torch.bool)
+            g, fd = g[off], fd[off]
+        torch.testing.assert_close(g, fd, rtol=1e-5, atol=1e-7)
+
+
+def test_deep_amtl_keeps_b_nonnegative_with_zero_diagonal():
+    """After training steps B is projected: B ≥ 0 and B_tt = 0, with some transfer learned; without ``nonneg``
+    the diagonal stays 0 while negative entries survive (so the clamp, not the data, keeps B ≥ 0)."""
+    split = _synthetic_split()
+    T = split.train.n_tasks
+    hp = {**FAST, "epochs": 3, "hidden": [8], "mu": 0.01, "lam_b": 3.0}
+    run = mtlkit.train("deep-amtl", split, hparams=hp, device="cpu")
+    (B,) = task_relations(run).values()
+    assert B.shape == (T, T) and np.all(np.diag(B) == 0) and np.all(B >= 0) and B.max() > 1e-3
+    free = mtlkit.train("deep-amtl", split, hparams={**hp, "nonneg": False}, device="cpu")
+    Bf = free.model.B.detach().numpy()
+    assert np.all(np.diag(Bf) == 0) and Bf.min() < 0
+
+
+@pytest.mark.parametrize(("hp", "match"), [({"mu": -1.0}, "mu"), ({"lam_b": -0.1}, "lam_b"),
+                                           ({"nonneg": 1}, "nonneg"), ({"backbone": "resnet"}, "backbone")])
+def test_deep_amtl_bad_hyper_parameters_raise(hp, match):
+    entry = mtlkit.methods.get("deep-amtl")
+    with pytest.raises(ValueError, match=match):
+        entry.build(_tiny().info(), {**entry.defaults, **hp})

@@ -134,7 +134,7 @@ def test_quick_run_writes_every_section_with_paper_numbers(tmp_path: Path):
     md = (out / "amtfl.md").read_text()
     for needle in ("Command: `mtlkit", "Machine:", "Seeds:", "checksum `", "QUICK SMOKE RUN",
                    "## Claims checked", "Fig. 5a", "Fig. 5b", "Fig. 4", "Fig. 5c", "easy→hard", "hard→easy",
-                   "## Table 1", "## Table 2 analogue", "## Table 3 analogue", "Deep-AMTL is not run",
+                   "## Table 1", "## Table 2 analogue", "## Table 3 analogue", "Deep-AMTFL − Deep-AMTL",
                    "PCA-64 fitted on each split's training images only", "AMTFL best"):
         assert needle in md, needle
     for m, cols in PAPER_TABLE1.items():  # every paper number of Table 1's two columns, beside ours
@@ -151,3 +151,10 @@ def test_quick_run_writes_every_section_with_paper_numbers(tmp_path: Path):
     parts = {row.split(",")[0] for row in csv[1:]}
     assert parts == {"synthetic", "school", "mnist", "deep", "transfer"}
     assert sum(row.startswith("mnist,") for row in csv) == 6 * 2  # six models × two splits
+    assert "not run" not in md and "{" not in md.split("## Table 2 analogue")[1]  # no unformatted f-string
+    for part in ("deep", "transfer"):  # four deep models, one split each, Deep-AMTL among them
+        rows = [row.split(",") for row in csv if row.startswith(part + ",")]
+        assert sorted(r[1] for r in rows) == sorted(("CNN", "MT-CNN", "Deep-AMTL", "Deep-AMTFL")), part
+        assert all(np.isfinite(float(r[-1])) and 0 <= float(r[-1]) <= 100 for r in rows), part
+    deep_amtl_row = next(line for line in md.splitlines() if line.startswith("| Deep-AMTL |"))
+    assert all(f"{v:.2f}" in deep_amtl_row for v in PAPER_TABLE2["Deep-AMTL"])  # paper's numbers beside ours

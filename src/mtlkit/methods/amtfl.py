@@ -38,7 +38,8 @@ Decisions where the paper is silent or its code differs (METHOD_NOTES §4):
 ``task_relations()`` gives the transfer matrix ``AS`` (T × T): entry (i, j) is how much task i's output feeds,
 through the features it reconstructs, task j's predictor (paper Fig. 4h).
 
-The same network without feedback is the paper's ``NN`` / ``MT-NN`` baselines (`mtlkit.methods.amtfl_baselines`).
+The same network without feedback is the paper's ``NN`` / ``MT-NN`` baselines, and with AMTL's ``S ≈ SB`` on its
+last layer instead the Table 2 baseline ``deep-amtl`` (`mtlkit.methods.amtfl_baselines`).
 """
 
 from __future__ import annotations

@@ -24,6 +24,15 @@
   Trainer with the objective divided by T, B projected (diagonal 0, clamp ≥ 0) after every step; B starts at 0
   and W like ``nn.Linear`` (not the authors' alternating MATLAB solver with STL warm start, Frank-Wolfe B-step
   and ``ΣB = T`` renormalisation).
+* ``deep-amtl`` — the paper's Table 2 baseline "Deep-AMTL": AMTL's objective on the *last layer* of a deep network
+  (MT-CNN with the AMTL loss). The backbone is ``deep-amtfl``'s (``backbone`` mlp / cnn, ``hidden``,
+  ``channels``, ``activation``; no feedback autoencoder), the task weights ``S`` [k, T] play AMTL's ``W`` and the
+  Trainer minimises ``(1/T)[Σ_t (1 + μ‖b_t^o‖₁)(L_t + δ/√N_t) + λ_B‖S − SB‖²_F + λ Σ_l ‖W_l‖²_F]``: ``mu`` the
+  loss-weighted ℓ1 on B's rows, ``lam_b`` the reconstruction weight λ_B, ``lam`` the backbone's ℓ2 and
+  ``delta`` the ``δ/√N_t`` proxy with N_t from ``DataInfo.train_sizes`` (all as in ``deep-amtfl``; the paper's
+  Eq. 4 has no δ term, Deep-AMTL inherits it from the deep objective it compares against). B starts at 0, is
+  learned jointly and projected (diagonal 0, ≥ 0 when ``nonneg``) after every step. No ℓ1 on S (the AMTL
+  objective *replaces* MT-CNN's loss). ``task_relations()`` → B.
 """
 
 from __future__ import annotations
@@ -39,9 +48,12 @@ from mtlkit.data.tensors import Batch, DeviceData
 from mtlkit.methods.amtfl import (
     AmtflNet,
     TaskLossOn,
+    _check_kind,
     _check_nonneg,
+    _Proxy,
     _sizes,
     amtfl_penalty,
+    deep_backbone,
     l2_sum,
     mlp_backbone,
     soft_threshold,
@@ -148,10 +160,10 @@ def amtl_penalty(spec: TaskSpec, mu: float, lam: float) -> Penalty:
 
 
 def amtl_projection(nonneg: bool) -> Prox:
-    """After each step: ``B_tt = 0`` and, when ``nonneg``, ``B ≥ 0``."""
+    """After each step: ``B_tt = 0`` and, when ``nonneg``, ``B ≥ 0`` (`AmtlNet` or `DeepAmtlNet`)."""
 
     def prox(model: nn.Module, lr: float) -> None:
-        assert isinstance(model, AmtlNet)
+        assert isinstance(model, (AmtlNet, DeepAmtlNet))
         if nonneg:
             model.B.clamp_(min=0.0)
         model.B.fill_diagonal_(0.0)
@@ -159,14 +171,72 @@ def amtl_projection(nonneg: bool) -> Prox:
     return prox
 
 
+def _check_nonneg_flag(hp: dict[str, Any], method: str) -> None:
+    if not isinstance(hp["nonneg"], bool):
+        raise ValueError(f"{method}'s nonneg must be True or False, got {hp['nonneg']!r}")
+
+
 def build_amtl(info: DataInfo, hp: dict[str, Any]) -> MethodParts:
     """AMTL (Eq. 4) trained jointly by the Trainer with a projection of B after each step."""
     _check_nonneg(hp, ("mu", "lam"))
-    if not isinstance(hp["nonneg"], bool):
-        raise ValueError(f"amtl's nonneg must be True or False, got {hp['nonneg']!r}")
+    _check_nonneg_flag(hp, "amtl")
     model = AmtlNet(info)
     return MethodParts(model, penalties=[amtl_penalty(info.spec, float(hp["mu"]), float(hp["lam"]))],
                        proxes=[amtl_projection(hp["nonneg"])])
+
+
+# ---------------------------------------------------------------------- Deep-AMTL
+class DeepAmtlNet(AmtflNet):
+    """`AmtflNet` without feedback plus AMTL's task-to-task transfer ``B`` [T, T] on the last layer's ``S``
+    (``s_j ≈ Σ_t B_tj s_t``; row t: task t's outgoing transfer)."""
+
+    def __init__(self, info: DataInfo, backbone: nn.Module, k: int, activation: str = "relu",
+                 flatten: bool = True) -> None:
+        if info.spec.n_outputs != 1:
+            raise ValueError("deep-amtl handles regression or binary tasks (one output per task)")
+        super().__init__(info, backbone, k, activation, feedback=False, flatten=flatten)
+        self.B = nn.Parameter(torch.zeros(info.n_tasks, info.n_tasks))
+
+    def task_relations(self) -> dict[str, torch.Tensor]:
+        """The learned asymmetric transfer ``B`` between the last layer's task weights (row: from, column: to)."""
+        return {"Deep-AMTL transfer B (from × to)": self.B.detach()}
+
+
+def deep_amtl_penalty(spec: TaskSpec, sizes: torch.Tensor, mu: float, lam_b: float, lam: float,
+                      delta: float) -> Penalty:
+    """Beyond the Trainer's ``(1/T) Σ_t L_t``: ``(1/T)[Σ_t μ‖b_t^o‖₁(L_t + δ/√N_t) + δ/√N_t + λ_B‖S − SB‖²_F
+    + λ Σ_l ‖W_l‖²_F]`` (the δ/√N_t without μ is a constant, kept so the objective reads as deep-amtfl's)."""
+    task_loss = TaskLossOn(spec)
+    proxy = _Proxy(delta, sizes)
+    T = spec.n_tasks
+
+    def pen(model: nn.Module, out: ModelOutput, batch: Batch) -> torch.Tensor:
+        assert isinstance(model, DeepAmtlNet)
+        d = proxy.on(out.pred)
+        total = d.sum()
+        if mu:
+            total = total + mu * (model.B.abs().sum(1) * (task_loss(out.pred, batch) + d)).sum()
+        if lam_b:
+            S = model.S
+            total = total + lam_b * (S - S @ model.B).pow(2).sum()
+        if lam:
+            total = total + lam * l2_sum(model)
+        return total / T
+
+    return pen
+
+
+def build_deep_amtl(info: DataInfo, hp: dict[str, Any]) -> MethodParts:
+    """Deep-AMTL: deep-amtfl's backbone, no feedback, AMTL's B on the last layer's S (projected after each step)."""
+    _check_kind(info, "deep-amtl")
+    _check_nonneg(hp, ("mu", "lam_b", "lam", "delta"))
+    _check_nonneg_flag(hp, "deep-amtl")
+    backbone, k, flat = deep_backbone(info, hp)
+    model = DeepAmtlNet(info, backbone, k, hp["activation"], flatten=flat)
+    pen = deep_amtl_penalty(info.spec, _sizes(info), float(hp["mu"]), float(hp["lam_b"]), float(hp["lam"]),
+                            float(hp["delta"]))
+    return MethodParts(model, penalties=[pen], proxes=[amtl_projection(hp["nonneg"])],
+                       shared_parameters=lambda m: list(m.backbone.parameters()))
 
 
 # ---------------------------------------------------------------------- Go-MTL
@@ -367,4 +437,14 @@ register(MethodInfo(
     paper="Lee, Yang & Hwang, ICML 2016; " + _PAPER, build=build_amtl,
     defaults={"mu": 0.1, "lam": 1.0, "nonneg": True},
     grid={"mu": [0.01, 0.1, 1.0], "lam": [0.1, 1.0, 10.0]}, kinds=("regression", "binary"),
+))
+register(MethodInfo(
+    name="deep-amtl",
+    summary="Deep-AMTL: AMTL on the last layer of an MLP or small CNN backbone (deep-amtfl's, no feedback): "
+            "S ≈ SB with a sparse asymmetric B (zero diagonal, ≥ 0), outgoing transfer penalised by the task's "
+            "loss μ‖b_t^o‖₁(L_t+δ/√N_t), reconstruction weight lam_b.",
+    paper="Lee, Yang & Hwang, ICML 2016; Table 2 baseline of Lee, Yang & Hwang, AAAI 2018", build=build_deep_amtl,
+    defaults={"backbone": "mlp", "hidden": [64], "channels": [8, 16], "activation": "relu", "mu": 0.1,
+              "lam_b": 0.1, "lam": 1e-4, "delta": 0.1, "nonneg": True},
+    grid={"mu": [0.01, 0.1, 1.0], "lam_b": [0.01, 0.1, 1.0]}, kinds=("regression", "binary"),
 ))
