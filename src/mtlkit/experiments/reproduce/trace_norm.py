@@ -22,14 +22,14 @@ from mtlkit.errors import MtlkitError
 from mtlkit.experiments.reproduce.common import Context, fmt, markdown_table, provenance
 from mtlkit.experiments.stats import mean_ci
 from mtlkit.methods import registry
-from mtlkit.methods.base import MethodParts, as_output
+from mtlkit.methods.base import MethodParts
 from mtlkit.methods.trace_norm import KINDS
 from mtlkit.methods.trace_norm_mtl import layer_norms, sharing_strength
 from mtlkit.optim.schedule import exponential_decay
 from mtlkit.train.config import merge_hparams, method_defaults
 from mtlkit.train.losses import TaskLoss
 from mtlkit.train.run import Run, resolve_device
-from mtlkit.train.trainer import History, make_optimizer
+from mtlkit.train.trainer import History, make_optimizer, training_step
 
 DESCRIPTION = ("Trace-norm deep MTL (Yang & Hospedales, ICLR-W 2017) Fig. 1 on Omniglot: STL vs LAF / Tucker / TT "
                "test accuracy, training loss, norms over training, sharing strength by layer")
@@ -137,20 +137,8 @@ def train_recording(method: str, split: Split, hparams: dict[str, Any] | None = 
         model.train()
         acc = torch.zeros(T, device=dev)
         for batch in sampler.epoch():
-            out = as_output(model(batch.x))
-            losses = loss(out.pred, batch)
-            total = (w * losses).sum()
-            for pen in parts.penalties:
-                total = total + pen(model, out, batch)
-            opt.zero_grad(set_to_none=True)
-            parts.combiner.backward(losses, total, shared, weights=w, features=out.features)
-            opt.step()
-            if parts.proxes:
-                with torch.no_grad():
-                    for prox in parts.proxes:
-                        prox(model, opt.param_groups[0]["lr"])
+            acc += training_step(parts, model, loss, batch, w, opt, shared)  # the Trainer's own step
             sched.step()
-            acc += losses.detach()
         model.eval()
         epoch_loss = (acc / len(sampler)).cpu().numpy()
         losses_per_epoch.append(epoch_loss)
