@@ -4,11 +4,11 @@ not a test module itself."""
 
 from __future__ import annotations
 
-import os
 import sys
 
 import numpy as np
 import torch
+from ddp_worker import exit_without_teardown
 from safetensors.torch import save_file
 
 import mtlkit
@@ -52,11 +52,7 @@ def main() -> None:
     finally:
         if ctx is not None:
             shutdown_distributed()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # Skip the interpreter's teardown: on this shared CPU a gloo rank occasionally aborted there ("terminate
-    # called without an active exception") after all its work was done, failing the launch.
-    os._exit(0)
+    exit_without_teardown()
 
 
 if __name__ == "__main__":

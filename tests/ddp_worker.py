@@ -4,6 +4,7 @@ final parameters and test metrics (rank 0). Used by test_distributed.py; not a t
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import numpy as np
@@ -29,6 +30,14 @@ def make_data(layout: str) -> mtlkit.MultiTaskData:
     return mtlkit.MultiTaskData.from_tasks(Xs, ys, kind="regression")
 
 
+def exit_without_teardown() -> None:
+    """Flush and leave at once: on a shared CPU a gloo rank occasionally aborted in the interpreter's teardown
+    ("terminate called without an active exception") after all its work was done, failing the launch."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def main() -> None:
     layout, out = sys.argv[1], sys.argv[2]
     torch.set_num_threads(1)
@@ -37,15 +46,18 @@ def main() -> None:
     hp = {"epochs": 6, "batch_size": 16, "patience": 0, "lr": 1e-2}
     try:
         run = mtlkit.train("hard-share", split, hparams=hp, seed=0, device="cpu", distributed=ctx)
+        if ctx is None or ctx.is_main:
+            save_file({k: v.contiguous() for k, v in run.model.state_dict().items()}, out + ".safetensors")
+            ev = run.evaluate("test")
+            hist = [v.tolist() for v in run.history.train_loss]
+            with open(out + ".json", "w") as f:
+                json.dump({"rmse": ev.per_task["rmse"].tolist(), "train_loss": hist}, f)
+        if ctx is not None:
+            torch.distributed.barrier()  # no rank leaves while another still works
     finally:
         if ctx is not None:
             shutdown_distributed()
-    if ctx is None or ctx.is_main:
-        save_file({k: v.contiguous() for k, v in run.model.state_dict().items()}, out + ".safetensors")
-        ev = run.evaluate("test")
-        hist = [v.tolist() for v in run.history.train_loss]
-        with open(out + ".json", "w") as f:
-            json.dump({"rmse": ev.per_task["rmse"].tolist(), "train_loss": hist}, f)
+    exit_without_teardown()
 
 
 if __name__ == "__main__":
