@@ -1,5 +1,10 @@
 """The sharing spectrum's three reference points: `stl` (nothing shared), `hard-share` (shared bottom,
-task heads; TOMATO's Shared-bottom) and `single` (everything shared, one network for all tasks)."""
+task heads; TOMATO's Shared-bottom) and `single` (everything shared, one network for all tasks).
+
+The shared bottom φ of the hard-share family (`hard-share`, `inter-task-l2`, `mrn`, `cross-stitch`, `mmoe`, `ple`,
+`pcgrad`, `mgda-ub`) comes from `shared_bottom`: an MLP (``backbone="mlp"``, layers ``hidden``) or, for image
+rows, a small CNN (``backbone="cnn"``: `ConvBottom`, 3×3 convs ``channels`` then the fully connected ``hidden``,
+which may be empty). Either maps flattened rows ``[..., n_features]`` to ``[..., width]``."""
 
 from __future__ import annotations
 
@@ -12,9 +17,29 @@ from mtlkit.data.spec import DataInfo
 from mtlkit.methods.base import MethodInfo, MethodParts
 from mtlkit.methods.registry import register
 from mtlkit.nn import MLP, TaskMLP
+from mtlkit.nn.conv import ConvBottom
 
 ARCH_DEFAULTS: dict[str, Any] = {"hidden": [64], "head_hidden": [32], "activation": "relu", "dropout": 0.0}
 ARCH_GRID: dict[str, list[Any]] = {"lr": [1e-3, 1e-2]}
+BACKBONE_DEFAULTS: dict[str, Any] = {"backbone": "mlp", "channels": [16, 32]}
+HARD_SHARE_DEFAULTS: dict[str, Any] = {**ARCH_DEFAULTS, **BACKBONE_DEFAULTS}
+BACKBONES = ("mlp", "cnn")
+
+
+def shared_bottom(info: DataInfo, hidden: list[int], activation: str, dropout: float, backbone: str = "mlp",
+                  channels: list[int] | None = None) -> tuple[nn.Module, int]:
+    """The shared bottom φ and its output width. ``mlp``: ``hidden`` layers (none: the identity on the flattened
+    row); ``cnn``: `ConvBottom` on image rows (``channels`` 3×3 convs, then the ``hidden`` layers)."""
+    if backbone == "mlp":
+        return MLP([info.n_features, *hidden], activation, dropout, last_activation=True), \
+            (hidden[-1] if hidden else info.n_features)
+    if backbone == "cnn":
+        if len(info.feature_shape) not in (2, 3):
+            raise ValueError(f"backbone='cnn' needs image rows [C, H, W] or [H, W], got feature shape "
+                             f"{tuple(info.feature_shape)}; use backbone='mlp' for vector features")
+        net = ConvBottom(info.feature_shape, list(channels or []), hidden, activation, dropout)
+        return net, net.out_features
+    raise ValueError(f"backbone must be one of {', '.join(BACKBONES)}, got {backbone!r}")
 
 
 def _flatten(x: torch.Tensor, shared: bool, n_tasks: int) -> torch.Tensor:
@@ -51,16 +76,17 @@ class SingleNet(nn.Module):
 
 
 class HardShareNet(nn.Module):
-    """Shared bottom MLP ``φ`` (``hidden``) then task-specific heads (``head_hidden`` then the output)."""
+    """Shared bottom ``φ`` (`shared_bottom`: an MLP ``hidden`` or a small CNN) then task-specific heads
+    (``head_hidden`` then the output)."""
 
     def __init__(self, info: DataInfo, hidden: list[int], head_hidden: list[int], activation: str,
-                 dropout: float) -> None:
+                 dropout: float, backbone: str = "mlp", channels: list[int] | None = None) -> None:
         super().__init__()
-        if not hidden:
+        if not hidden and backbone != "cnn":
             raise ValueError("hard-share needs at least one shared hidden layer (hidden=[...])")
         self.shared, self.n_tasks = info.shared, info.n_tasks
-        self.bottom = MLP([info.n_features, *hidden], activation, dropout, last_activation=True)
-        self.heads = TaskMLP(info.n_tasks, [hidden[-1], *head_hidden, info.spec.n_outputs], activation, dropout)
+        self.bottom, width = shared_bottom(info, hidden, activation, dropout, backbone, channels)
+        self.heads = TaskMLP(info.n_tasks, [width, *head_hidden, info.spec.n_outputs], activation, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.heads(self.bottom(_flatten(x, self.shared, self.n_tasks)))
@@ -68,6 +94,11 @@ class HardShareNet(nn.Module):
 
 def _arch(hp: dict[str, Any]) -> dict[str, Any]:
     return {k: hp[k] for k in ARCH_DEFAULTS}
+
+
+def _hard_share_arch(hp: dict[str, Any]) -> dict[str, Any]:
+    """`_arch` plus the backbone choice of the hard-share family (absent in runs saved before it existed: the MLP)."""
+    return {**_arch(hp), **{k: hp.get(k, v) for k, v in BACKBONE_DEFAULTS.items()}}
 
 
 def _shared_bottom(model: nn.Module) -> list[nn.Parameter]:
@@ -90,8 +121,9 @@ register(MethodInfo(
 ))
 register(MethodInfo(
     name="hard-share",
-    summary="Hard parameter sharing: shared bottom MLP (hidden) + task-specific MLP heads (head_hidden).",
+    summary="Hard parameter sharing: shared bottom (MLP hidden, or backbone=cnn: 3×3 convs channels then hidden) + "
+            "task-specific MLP heads (head_hidden).",
     paper="Caruana 1997; TOMATO's 'Shared-bottom', SRDML's 'Hard-Share'",
-    build=lambda info, hp: MethodParts(HardShareNet(info, **_arch(hp)), shared_parameters=_shared_bottom),
-    defaults=ARCH_DEFAULTS, grid=ARCH_GRID, aliases=("shared-bottom",),
+    build=lambda info, hp: MethodParts(HardShareNet(info, **_hard_share_arch(hp)), shared_parameters=_shared_bottom),
+    defaults=HARD_SHARE_DEFAULTS, grid=ARCH_GRID, aliases=("shared-bottom",),
 ))

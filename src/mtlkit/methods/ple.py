@@ -24,9 +24,8 @@ from torch import nn
 
 from mtlkit.data.spec import DataInfo
 from mtlkit.methods.base import MethodInfo, MethodParts
-from mtlkit.methods.baselines import _flatten
+from mtlkit.methods.baselines import BACKBONE_DEFAULTS, _flatten, shared_bottom
 from mtlkit.methods.registry import register
-from mtlkit.methods.tomato_baselines import _bottom
 from mtlkit.nn import TaskMLP
 from mtlkit.nn import activation as make_activation
 
@@ -77,11 +76,13 @@ class ExtractionLevel(nn.Module):
 
 
 class PLENet(nn.Module):
-    """Shared bottom φ (identity when ``hidden`` is empty: the paper's experts on the raw input), ``levels``
+    """Shared bottom φ (`shared_bottom`; with the MLP backbone the identity when ``hidden`` is empty: the paper's
+    experts on the raw input; ``backbone="cnn"``: a small CNN), ``levels``
     `ExtractionLevel` s, then per-task towers and outputs (`TaskMLP`)."""
 
     def __init__(self, info: DataInfo, hidden: list[int], head_hidden: list[int], activation: str, dropout: float,
-                 levels: int, n_shared_experts: int, n_task_experts: int, expert_dim: int) -> None:
+                 levels: int, n_shared_experts: int, n_task_experts: int, expert_dim: int, backbone: str = "mlp",
+                 channels: list[int] | None = None) -> None:
         super().__init__()
         for nm, v in (("levels", levels), ("n_shared_experts", n_shared_experts),
                       ("n_task_experts", n_task_experts), ("expert_dim", expert_dim)):
@@ -89,7 +90,7 @@ class PLENet(nn.Module):
                 raise ValueError(f"ple needs {nm} to be a positive integer, got {v!r}")
         T = info.n_tasks
         self.shared, self.n_tasks = info.shared, T
-        self.bottom, width = _bottom(info, hidden, activation, dropout)
+        self.bottom, width = shared_bottom(info, hidden, activation, dropout, backbone, channels)
         self.levels = nn.ModuleList([
             ExtractionLevel(T, width if i == 0 else expert_dim, n_task_experts, n_shared_experts, expert_dim,
                             activation, dropout, final=i == levels - 1) for i in range(levels)])
@@ -129,12 +130,14 @@ def _ple_shared(model: nn.Module) -> list[nn.Parameter]:
 
 
 PLE_DEFAULTS: dict[str, Any] = {"hidden": [], "head_hidden": [32], "activation": "relu", "dropout": 0.0,
-                                "levels": 2, "n_shared_experts": 2, "n_task_experts": 1, "expert_dim": 32}
+                                "levels": 2, "n_shared_experts": 2, "n_task_experts": 1, "expert_dim": 32,
+                                **BACKBONE_DEFAULTS}
 
 
 def _build(info: DataInfo, hp: dict[str, Any]) -> MethodParts:
     model = PLENet(info, list(hp["hidden"]), list(hp["head_hidden"]), hp["activation"], float(hp["dropout"]),
-                   int(hp["levels"]), int(hp["n_shared_experts"]), int(hp["n_task_experts"]), int(hp["expert_dim"]))
+                   int(hp["levels"]), int(hp["n_shared_experts"]), int(hp["n_task_experts"]), int(hp["expert_dim"]),
+                   str(hp.get("backbone", "mlp")), list(hp.get("channels", BACKBONE_DEFAULTS["channels"])))
     return MethodParts(model, shared_parameters=_ple_shared)
 
 

@@ -34,10 +34,17 @@ from torch import nn
 from mtlkit.data.spec import DataInfo
 from mtlkit.data.tensors import Batch
 from mtlkit.methods.base import MethodInfo, MethodParts, ModelOutput, Penalty, Prox
-from mtlkit.methods.baselines import ARCH_DEFAULTS, ARCH_GRID, HardShareNet, _arch, _flatten, _shared_bottom
+from mtlkit.methods.baselines import (
+    ARCH_GRID,
+    HARD_SHARE_DEFAULTS,
+    HardShareNet,
+    _flatten,
+    _hard_share_arch,
+    _shared_bottom,
+)
 from mtlkit.methods.registry import register
 from mtlkit.nn import MLP, TaskMLP
-from mtlkit.nn import activation as make_activation
+from mtlkit.nn.conv import ConvMap
 from mtlkit.optim.combiners import COMBINERS, MGDAUB, PCGrad
 
 OMEGA_EPS = 1e-12  # guard of the normaliser Σ_{i<j} ω_ij
@@ -50,21 +57,6 @@ SRDML_DEFAULTS: dict[str, Any] = {
 }
 SRDML_GRID: dict[str, list[Any]] = {"lam": [0.01, 0.1, 0.5], "lr": [1e-3, 1e-2]}
 _ARCH_KEYS = ("backbone", "hidden", "channels", "head_hidden", "activation", "dropout")
-
-
-class SmallCNN(nn.Sequential):
-    """3×3 convolutions (padding 1) with an activation, 2×2 max-pooling between them; the output is the last
-    convolutional map (after its activation), the Grad-CAM feature map ``A``."""
-
-    def __init__(self, in_channels: int, channels: list[int], activation_name: str = "relu") -> None:
-        layers: list[nn.Module] = []
-        c = in_channels
-        for i, out in enumerate(channels):
-            layers += [nn.Conv2d(c, out, 3, padding=1), make_activation(activation_name)]
-            if i < len(channels) - 1:
-                layers.append(nn.MaxPool2d(2))
-            c = out
-        super().__init__(*layers)
 
 
 class SRDMLNet(nn.Module):
@@ -90,7 +82,7 @@ class SRDMLNet(nn.Module):
                 raise ValueError(f"backbone='cnn' needs image features [C, H, W], got shape {info.feature_shape}")
             if not channels or any(int(c) < 1 for c in channels):
                 raise ValueError(f"backbone='cnn' needs positive conv channels (channels=[...]), got {channels}")
-            self.bottom = SmallCNN(info.feature_shape[0], channels, activation)
+            self.bottom = ConvMap(info.feature_shape[0], channels, activation)
             self.map_dims = 3
             with torch.no_grad():
                 feat = int(self.bottom(torch.zeros(1, *info.feature_shape)).numel())
@@ -224,13 +216,13 @@ class HardShareRepNet(HardShareNet):
 
 def _build_pcgrad(info: DataInfo, hp: dict[str, Any]) -> MethodParts:
     comb = PCGrad()
-    return MethodParts(HardShareRepNet(info, **_arch(hp)), combiner=comb, shared_parameters=_shared_bottom,
+    return MethodParts(HardShareRepNet(info, **_hard_share_arch(hp)), combiner=comb, shared_parameters=_shared_bottom,
                        state=comb.state, load_state=comb.load_state)
 
 
 def _build_mgda(info: DataInfo, hp: dict[str, Any]) -> MethodParts:
     comb = MGDAUB(normalization=str(hp["mgda_norm"]), iters=hp["mgda_iters"])
-    return MethodParts(HardShareRepNet(info, **_arch(hp)), combiner=comb, shared_parameters=_shared_bottom)
+    return MethodParts(HardShareRepNet(info, **_hard_share_arch(hp)), combiner=comb, shared_parameters=_shared_bottom)
 
 
 register(MethodInfo(
@@ -246,13 +238,13 @@ register(MethodInfo(
     summary="Hard-share trained with PCGrad on the shared bottom: conflicting task gradients projected onto each "
             "other's normal planes (random order), then summed.",
     paper=COMBINERS["pcgrad"].paper + "; SRDML's Table 2 baseline",
-    build=_build_pcgrad, defaults=ARCH_DEFAULTS, grid=ARCH_GRID, needs=("per-task gradients",),
+    build=_build_pcgrad, defaults=HARD_SHARE_DEFAULTS, grid=ARCH_GRID, needs=("per-task gradients",),
 ))
 register(MethodInfo(
     name="mgda-ub",
     summary="Hard-share trained with MGDA-UB: min-norm convex combination of the task gradients w.r.t. the shared "
             "representation (Frank-Wolfe on the T×T Gram matrix).",
     paper=COMBINERS["mgda-ub"].paper + "; SRDML's Table 2 baseline",
-    build=_build_mgda, defaults={**ARCH_DEFAULTS, **COMBINERS["mgda-ub"].defaults}, grid=ARCH_GRID,
+    build=_build_mgda, defaults={**HARD_SHARE_DEFAULTS, **COMBINERS["mgda-ub"].defaults}, grid=ARCH_GRID,
     needs=("features", "per-task gradients"),
 ))

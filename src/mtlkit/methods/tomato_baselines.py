@@ -12,16 +12,20 @@ from torch import nn
 from mtlkit.data.spec import DataInfo
 from mtlkit.data.tensors import Batch
 from mtlkit.methods.base import MethodInfo, MethodParts, ModelOutput
-from mtlkit.methods.baselines import ARCH_DEFAULTS, ARCH_GRID, HardShareNet, _arch, _flatten, _shared_bottom
+from mtlkit.methods.baselines import (
+    ARCH_DEFAULTS,
+    ARCH_GRID,
+    HARD_SHARE_DEFAULTS,
+    HardShareNet,
+    _arch,
+    _flatten,
+    _hard_share_arch,
+    _shared_bottom,
+    shared_bottom,
+)
 from mtlkit.methods.registry import register
 from mtlkit.nn import MLP, TaskLinear, TaskMLP
 from mtlkit.nn import activation as make_activation
-
-
-def _bottom(info: DataInfo, hidden: list[int], act: str, dropout: float) -> tuple[nn.Module, int]:
-    """The shared bottom φ (identity when ``hidden`` is empty) and its output width."""
-    width = hidden[-1] if hidden else info.n_features
-    return MLP([info.n_features, *hidden], act, dropout, last_activation=True), width
 
 
 # ---------------------------------------------------------------------- inter-task-l2
@@ -52,7 +56,7 @@ def _build_inter_task_l2(info: DataInfo, hp: dict[str, Any]) -> MethodParts:
         """μ·Σ_{i<j}‖W_i − W_j‖²: pulls the task heads towards each other (TOMATO's Inter-task-l2)."""
         return mu * inter_task_l2(model)
 
-    return MethodParts(HardShareNet(info, **_arch(hp)), penalties=(penalty,) if mu else (),
+    return MethodParts(HardShareNet(info, **_hard_share_arch(hp)), penalties=(penalty,) if mu else (),
                        shared_parameters=_shared_bottom)
 
 
@@ -69,13 +73,13 @@ class CrossStitchNet(nn.Module):
     """
 
     def __init__(self, info: DataInfo, hidden: list[int], head_hidden: list[int], activation: str,
-                 dropout: float) -> None:
+                 dropout: float, backbone: str = "mlp", channels: list[int] | None = None) -> None:
         super().__init__()
         if not head_hidden:
             raise ValueError("cross-stitch mixes the towers' top hidden layer: it needs head_hidden=[...]")
         T = info.n_tasks
         self.shared, self.n_tasks = info.shared, T
-        self.bottom, width = _bottom(info, hidden, activation, dropout)
+        self.bottom, width = shared_bottom(info, hidden, activation, dropout, backbone, channels)
         self.towers = TaskMLP(T, [width, *head_hidden], activation, dropout, last_activation=True)
         hd = head_hidden[-1]
         alpha = torch.full((T, T), 0.1)
@@ -115,13 +119,14 @@ class MMoENet(nn.Module):
     """
 
     def __init__(self, info: DataInfo, hidden: list[int], head_hidden: list[int], activation: str,
-                 dropout: float, n_experts: int, expert_dim: int) -> None:
+                 dropout: float, n_experts: int, expert_dim: int, backbone: str = "mlp",
+                 channels: list[int] | None = None) -> None:
         super().__init__()
         if n_experts < 1 or expert_dim < 1:
             raise ValueError(f"mmoe needs n_experts >= 1 and expert_dim >= 1, got {n_experts}, {expert_dim}")
         T = info.n_tasks
         self.shared, self.n_tasks = info.shared, T
-        self.bottom, width = _bottom(info, hidden, activation, dropout)
+        self.bottom, width = shared_bottom(info, hidden, activation, dropout, backbone, channels)
         self.experts = TaskLinear(n_experts, width, expert_dim)  # the "task" axis here is the expert axis
         self.expert_act = nn.Sequential(make_activation(activation),
                                         nn.Dropout(dropout) if dropout > 0 else nn.Identity())
@@ -173,8 +178,8 @@ class MRNNet(HardShareNet):
     """
 
     def __init__(self, info: DataInfo, hidden: list[int], head_hidden: list[int], activation: str,
-                 dropout: float, update_every: int) -> None:
-        super().__init__(info, hidden, head_hidden, activation, dropout)
+                 dropout: float, update_every: int, backbone: str = "mlp", channels: list[int] | None = None) -> None:
+        super().__init__(info, hidden, head_hidden, activation, dropout, backbone, channels)
         if update_every < 1:
             raise ValueError(f"mrn needs update_every >= 1, got {update_every}")
         T = info.n_tasks
@@ -219,7 +224,7 @@ def _sync_steps(module: nn.Module, incompatible: Any) -> None:
 
 def _build_mrn(info: DataInfo, hp: dict[str, Any]) -> MethodParts:
     trade_off = float(hp["trade_off"])
-    model = MRNNet(info, **_arch(hp), update_every=int(hp["update_every"]))
+    model = MRNNet(info, **_hard_share_arch(hp), update_every=int(hp["update_every"]))
 
     def penalty(model: nn.Module, out: ModelOutput, batch: Batch) -> torch.Tensor:
         """trade_off·tr(Ω_T W Wᵀ): MRN's tensor-normal prior on the last task-specific layer."""
@@ -235,22 +240,23 @@ register(MethodInfo(
     summary="Hard-share + μ·Σ_{i<j}‖W_i − W_j‖² over the task heads' weights and biases (unordered pairs).",
     paper=_PAPER + "Evgeniou & Pontil 2004 style mean-regularised MTL (TOMATO's [7])",
     build=_build_inter_task_l2,
-    defaults={**ARCH_DEFAULTS, "mu": 1e-2}, grid={**ARCH_GRID, "mu": [1e-3, 1e-2]},
+    defaults={**HARD_SHARE_DEFAULTS, "mu": 1e-2}, grid={**ARCH_GRID, "mu": [1e-3, 1e-2]},
 ))
 register(MethodInfo(
     name="cross-stitch",
     summary="Hard-share whose per-task towers are mixed per hidden unit by learned T×T cross-stitch units α.",
     paper=_PAPER + "Misra et al., Cross-stitch networks for multi-task learning, CVPR 2016",
-    build=lambda info, hp: MethodParts(CrossStitchNet(info, **_arch(hp)), shared_parameters=_stitch_shared),
-    defaults=ARCH_DEFAULTS, grid=ARCH_GRID,
+    build=lambda info, hp: MethodParts(CrossStitchNet(info, **_hard_share_arch(hp)),
+                                       shared_parameters=_stitch_shared),
+    defaults=HARD_SHARE_DEFAULTS, grid=ARCH_GRID,
 ))
 register(MethodInfo(
     name="mmoe",
     summary="Multi-gate mixture of experts on a shared bottom: per-task softmax gates over shared experts.",
     paper=_PAPER + "Ma et al., Modeling task relationships in multi-task learning with MMoE, KDD 2018",
-    build=lambda info, hp: MethodParts(MMoENet(info, **_arch(hp), n_experts=int(hp["n_experts"]),
+    build=lambda info, hp: MethodParts(MMoENet(info, **_hard_share_arch(hp), n_experts=int(hp["n_experts"]),
                                                expert_dim=int(hp["expert_dim"])), shared_parameters=_mmoe_shared),
-    defaults={**ARCH_DEFAULTS, "n_experts": 4, "expert_dim": 32}, grid=ARCH_GRID,
+    defaults={**HARD_SHARE_DEFAULTS, "n_experts": 4, "expert_dim": 32}, grid=ARCH_GRID,
 ))
 register(MethodInfo(
     name="mrn",
@@ -258,7 +264,7 @@ register(MethodInfo(
             "Ω_T re-estimated every update_every steps.",
     paper=_PAPER + "Long et al., Learning multiple tasks with multilinear relationship networks, NeurIPS 2017",
     build=_build_mrn,
-    defaults={**ARCH_DEFAULTS, "trade_off": 1e-2, "update_every": 100},
+    defaults={**HARD_SHARE_DEFAULTS, "trade_off": 1e-2, "update_every": 100},
     grid={**ARCH_GRID, "trade_off": [1e-3, 1e-2]},
 ))
 
