@@ -28,6 +28,12 @@ Run::
     python benchmarks/step_time.py --tasks 10,139 --steps 50 --devices cuda --batch 64
     python benchmarks/step_time.py --threads 1          # pin torch's thread count (e.g. on a busy machine)
     python benchmarks/step_time.py --adam default       # Adam implementation: fused (the Trainer's), foreach, default
+    python benchmarks/step_time.py --tasks 10,139 --gradient-methods   # + srdml, pcgrad, mgda-ub (below)
+
+``--gradient-methods`` then times srdml, pcgrad and mgda-ub at the same T, B and devices with
+``benchmarks/method_steps.py --loop --shared`` (SRDML's image setting: one input shared by the tasks): each
+method's Trainer step beside hard-share's, and beside the same method with its per-task gradients taken by a
+loop of T ``autograd.grad`` calls instead of one batched vector-Jacobian product.
 """
 
 from __future__ import annotations
@@ -36,8 +42,11 @@ import argparse
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -250,6 +259,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--adam", choices=["default", "foreach", "fused"], default="fused",
                    help="torch.optim.Adam implementation for both models (default fused, as mtlkit's Trainer uses)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--gradient-methods", action="store_true",
+                   help="also time srdml, pcgrad, mgda-ub vs hard-share and vs per-task loops (method_steps.py)")
     return p.parse_args()
 
 
@@ -298,6 +309,13 @@ def main() -> None:
         lo_t, hi_t = min(tasks), max(tasks)
         parts = [f"{m} {batched_ms[m][hi_t] / batched_ms[m][lo_t]:.1f}x" for m in METHODS]
         print(f"{dev_str}: batched ms/step at T={hi_t} / T={lo_t} (x{hi_t / lo_t:.0f} tasks): {', '.join(parts)}")
+    if args.gradient_methods:
+        cmd = [sys.executable, str(Path(__file__).with_name("method_steps.py")), "--methods", "srdml,pcgrad,mgda-ub",
+               "--loop", "--shared", "--tasks", args.tasks, "--batch", str(args.batch)]
+        cmd += ["--devices", args.devices] if args.devices else []
+        cmd += ["--threads", str(args.threads)] if args.threads is not None else []
+        print("\nsrdml, pcgrad, mgda-ub: " + " ".join(cmd[1:]), flush=True)
+        subprocess.run(cmd, check=True)
     if hasattr(os, "getloadavg"):  # other processes competing for the cores make CPU timings unreliable
         print(f"\n1-min load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
 
