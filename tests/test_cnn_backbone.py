@@ -114,3 +114,11 @@ def test_family_declares_the_backbone() -> None:
     for m in FAMILY:
         d = registry.get(m).defaults
         assert d["backbone"] == "mlp" and d["channels"] == [16, 32], m
+
+
+def test_cli_reports_a_backbone_the_data_cannot_take_in_one_line(capsys) -> None:
+    from mtlkit.cli import main
+
+    assert main(["bench", "--methods", "hard-share", "--set", "backbone=cnn", "--splits", "2", "--no-select"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "method 'hard-share' cannot be built" in err[0] and "image rows" in err[0]

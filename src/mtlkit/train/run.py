@@ -22,7 +22,7 @@ from mtlkit.data.splits import Split
 from mtlkit.data.transforms import FittedPCA
 from mtlkit.errors import DataError, MtlkitError
 from mtlkit.methods import registry
-from mtlkit.methods.base import MethodParts, as_output
+from mtlkit.methods.base import MethodInfo, MethodParts, as_output
 from mtlkit.train.config import merge_hparams, method_defaults
 from mtlkit.train.distributed import DistContext
 from mtlkit.train.losses import TaskLoss
@@ -215,7 +215,7 @@ def load(directory: str | Path, device: str | torch.device | None = "cpu") -> Ru
     info = DataInfo.from_json(meta["info"])
     entry = registry.get(meta["method"])
     torch.manual_seed(0)
-    parts = entry.build(info, dict(meta["hparams"]))
+    parts = build_method(entry, info, dict(meta["hparams"]))
     tensors = load_file(str(d / "model.safetensors"))
     state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     parts.model.load_state_dict(state, strict=True)
@@ -277,7 +277,7 @@ def train_one(method: str, split: Split, hparams: dict[str, Any] | None = None, 
     info = train.info()
     norm = Normalizer.fit(train, standardize_x=standardize, standardize_y=standardize)
     torch.manual_seed(seed)
-    parts: MethodParts = entry.build(info, hp)
+    parts = build_method(entry, info, hp)
     parts.model.to(dev)
     loss = TaskLoss(info.spec, dev)
     train_dd = norm.apply(train).tensors(dev)
@@ -326,7 +326,7 @@ def _pretrain(name: str, parts: MethodParts, info: DataInfo, hp: dict[str, Any],
     known = method_defaults(pre)
     pre_hp = merge_hparams(known, {k: v for k, v in hp.items() if k in known}, name)
     torch.manual_seed(seed)
-    pre_parts = pre.build(info, pre_hp)
+    pre_parts = build_method(pre, info, pre_hp)
     pre_parts.model.to(dev)
     fit_sgd(pre_parts, loss, train, val, pre_hp, seed=seed, progress=progress, task_names=info.spec.names,
             distributed=distributed)
@@ -341,6 +341,17 @@ def grid_point_path(path: str | Path, index: int, n_configs: int, is_dir: bool) 
     if n_configs <= 1:
         return p
     return p / f"cfg-{index}" if is_dir else p.parent / f"cfg-{index}" / p.name
+
+
+def build_method(entry: MethodInfo, info: DataInfo, hp: dict[str, Any]) -> MethodParts:
+    """``entry.build(info, hp)``; a hyper-parameter value the model cannot take (a ValueError raised while
+    building it) becomes an `MtlkitError` naming the method, so the CLI prints one line instead of a traceback."""
+    try:
+        return entry.build(info, hp)
+    except MtlkitError:
+        raise
+    except ValueError as e:
+        raise MtlkitError(f"method {entry.name!r} cannot be built with these hyper-parameters: {e}") from e
 
 
 def train(method: str, split: Split, hparams: dict[str, Any] | None = None, seed: int = 0,
