@@ -213,6 +213,17 @@ def test_mgda_weights_satisfy_kkt_for_more_tasks(seed: int) -> None:
     torch.testing.assert_close(Ma[support], torch.full_like(Ma[support], float(val)), rtol=1e-5, atol=1e-10)
 
 
+@pytest.mark.parametrize("T", [12, 40])
+def test_mgda_early_stop_gives_the_weights_of_all_iterations(T: int) -> None:
+    """Stopping once the pairwise gap vanishes changes α by no more than the tolerance allows: the same min-norm
+    value as running every one of 1000 iterations (``tol=0``)."""
+    g = torch.Generator().manual_seed(T)
+    G = torch.randn(T, 30, generator=g, dtype=torch.float64) + 0.3
+    M = G @ G.T
+    early, full = min_norm_weights(M, iters=1000), min_norm_weights(M, iters=1000, tol=0.0)
+    torch.testing.assert_close(early @ M @ early, full @ M @ full, rtol=1e-9, atol=0.0)
+
+
 def test_mgda_l2_normalisation_is_invariant_to_rescaling_a_task() -> None:
     """With ``l2`` normalisation the min-norm problem sees unit gradients: scaling one task's gradient by 10
     leaves α unchanged (without normalisation it does not)."""
