@@ -54,6 +54,7 @@ from torch import nn
 
 from mtlkit.data.spec import DataInfo, TaskSpec
 from mtlkit.data.tensors import Batch
+from mtlkit.methods.base import as_output
 from mtlkit.methods.baselines import HardShareNet, STLNet
 from mtlkit.nn import TaskLinear
 from mtlkit.train.losses import TaskLoss
@@ -148,7 +149,7 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def batched_loss_fn(model: nn.Module, loss: TaskLoss, batch: Batch) -> Callable[[], torch.Tensor]:
     def fn() -> torch.Tensor:
-        return loss(model(batch.x), batch).mean()
+        return loss(as_output(model(batch.x)).pred, batch).mean()
 
     return fn
 

@@ -55,16 +55,16 @@ def test_identity_start_is_the_unaligned_model(shared: bool) -> None:
     assert torch.equal(aligned.alignment.R, torch.eye(D, dtype=torch.float64).expand(T, D, D))
     x = torch.randn(7, D, dtype=torch.float64) if shared else torch.randn(T, 7, D, dtype=torch.float64)
     if shared:  # the plain bottom sees [B, d] once, the aligned one [T, B, d]: another GEMM shape, same values
-        torch.testing.assert_close(aligned(x), plain(x).expand(T, 7, 1), rtol=1e-13, atol=1e-15)
+        torch.testing.assert_close(aligned(x).pred, plain(x).pred.expand(T, 7, 1), rtol=1e-13, atol=1e-15)
     else:
-        assert torch.equal(aligned(x), plain(x))  # exactly, not approximately
+        assert torch.equal(aligned(x).pred, plain(x).pred)  # exactly, not approximately
     hooked = attach_alignment(plain, T, D)  # the generic option on any model with a shared `bottom`
-    assert torch.equal(plain(x), aligned(x))
+    assert torch.equal(plain(x).pred, aligned(x).pred)
     with torch.no_grad():
         R = torch.randn(T, D, D, dtype=torch.float64)
         hooked.R.copy_(R)
         aligned.alignment.R.copy_(R)
-    torch.testing.assert_close(plain(x), aligned(x), rtol=1e-13, atol=1e-15)
+    torch.testing.assert_close(plain(x).pred, aligned(x).pred, rtol=1e-13, atol=1e-15)
     with pytest.raises(Exception, match="already has an alignment"):
         attach_alignment(plain, T, D)
 

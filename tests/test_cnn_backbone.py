@@ -51,7 +51,8 @@ def test_hard_share_cnn_is_srdml_without_its_regulariser(shared: bool) -> None:
     sr.bottom.load_state_dict(hs.bottom.map.state_dict())
     sr.heads.load_state_dict(hs.heads.state_dict())
     x = torch.randn(5, 1, 8, 8, dtype=torch.float64) if shared else torch.randn(3, 5, 1, 8, 8, dtype=torch.float64)
-    torch.testing.assert_close(hs(x), sr(x).pred, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(hs(x).pred, sr(x).pred, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(hs(x).features["shared"], sr(x).features["shared"].flatten(-3), rtol=1e-12, atol=1e-12)
 
 
 def _bars(n: int = 240, seed: int = 0) -> MultiTaskData:

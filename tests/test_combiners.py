@@ -5,6 +5,7 @@ search, the combiners' `.grad` against explicit objectives, and `method+combiner
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from mtlkit.data.spec import DataInfo, TaskSpec
 from mtlkit.errors import MtlkitError, UnknownNameError
 from mtlkit.methods import registry
 from mtlkit.methods.base import as_output
-from mtlkit.methods.srdml import HardShareRepNet
+from mtlkit.methods.baselines import HardShareNet
 from mtlkit.optim.combiners import (
     MGDAUB,
     PCGrad,
@@ -34,18 +35,18 @@ T, B, D = 3, 9, 5
 ARCH = {"hidden": [6], "head_hidden": [4], "activation": "tanh", "dropout": 0.0}
 
 
-def _net(shared: bool = True, seed: int = 0) -> tuple[HardShareRepNet, torch.Tensor, torch.Tensor]:
+def _net(shared: bool = True, seed: int = 0) -> tuple[HardShareNet, torch.Tensor, torch.Tensor]:
     """A double-precision hard-share net (exposing its representation), an input batch and targets."""
     info = DataInfo(TaskSpec("regression", tuple(f"t{i}" for i in range(T)), (1,) * T), (D,), shared)
     torch.manual_seed(seed)
-    net = HardShareRepNet(info, **ARCH).double()
+    net = HardShareNet(info, **ARCH).double()
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(*((B, D) if shared else (T, B, D)), generator=g, dtype=torch.float64)
     y = torch.randn(T, B, generator=g, dtype=torch.float64)
     return net, x, y
 
 
-def _losses(net: HardShareRepNet, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def _losses(net: HardShareNet, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     out = as_output(net(x))
     return ((out.pred[..., 0] - y) ** 2).mean(1), out.features
 
@@ -342,6 +343,23 @@ def test_tomato_with_mgda_ub_trains() -> None:
     with pytest.warns(UserWarning, match="falling back"):
         run = mtlkit.train("tomato-el+mgda-ub", _split(), hparams={"epochs": 3, "patience": 0}, seed=0, device="cpu")
     assert run.method == "tomato-el+mgda-ub" and np.isfinite(run.history.train_loss[-1]).all()
+
+
+@pytest.mark.parametrize("method", ["mrn+mgda-ub", "inter-task-l2+mgda-ub", "hard-share-align+mgda-ub"])
+def test_hard_share_family_composes_with_mgda_ub_on_the_representation(method: str) -> None:
+    """Methods on hard-share's network expose features['shared']: MGDA-UB runs on the representation (no warning)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run = mtlkit.train(method, _split(), hparams={"epochs": 3, "patience": 0}, seed=0, device="cpu")
+    assert np.isfinite(run.history.train_loss[-1]).all()
+
+
+def test_hard_share_plus_mgda_ub_is_the_registered_mgda_ub() -> None:
+    hp = {"epochs": 4, "lr": 1e-2, "patience": 0}
+    a = mtlkit.train("mgda-ub", _split(), hparams=hp, seed=0, device="cpu")
+    b = mtlkit.train("hard-share+mgda-ub", _split(), hparams=hp, seed=0, device="cpu")
+    for (n, p), q in zip(a.model.state_dict().items(), b.model.state_dict().values(), strict=True):
+        assert torch.equal(p, q), n
 
 
 def test_composed_combiner_state_round_trip() -> None:

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from mtlkit.data.spec import DataInfo, TaskSpec
+from mtlkit.methods.base import as_output
 from mtlkit.methods.baselines import HardShareNet, SingleNet, STLNet
 from mtlkit.nn import MLP, TaskLinear, TaskMLP
 
@@ -119,14 +120,14 @@ def test_architecture_output_shapes(cls, shared, kind, P):
     torch.manual_seed(0)
     net = cls(_info(shared, kind), **ARCH)
     x = torch.randn(B, IN) if shared else torch.randn(T, B, IN)
-    assert net(x).shape == (T, B, P)
+    assert as_output(net(x)).pred.shape == (T, B, P)
 
 
 @pytest.mark.parametrize("cls", [HardShareNet, STLNet, SingleNet])
 def test_architectures_flatten_image_features(cls):
     torch.manual_seed(0)
     net = cls(_info(False, feature_shape=(2, 3)), **ARCH)
-    assert net(torch.randn(T, B, 2, 3)).shape == (T, B, 1)
+    assert as_output(net(torch.randn(T, B, 2, 3))).pred.shape == (T, B, 1)
 
 
 def test_stl_tasks_are_independent():
@@ -155,19 +156,21 @@ def test_hard_share_bottom_is_one_function_for_all_tasks():
     for t in range(T):
         torch.testing.assert_close(feats[t], feats[0], rtol=1e-14, atol=1e-14)
         torch.testing.assert_close(feats[t], net.bottom(x[0]), rtol=1e-14, atol=1e-14)
-    # the output is the task's head applied to the shared features
-    out = net(x)
+    # the output is the task's head applied to the shared features, which it also returns
+    res = net(x)
+    out = res.pred
     torch.testing.assert_close(out, net.heads(feats))
+    torch.testing.assert_close(res.features["shared"], feats)
     # ... and the heads differ, so the same input gets different predictions per task
     assert not torch.allclose(out[0], out[1])
     # perturbing task 1's rows changes nothing for task 0
     x2 = x.clone()
     x2[1] += 1.0
-    torch.testing.assert_close(net(x2)[0], out[0], rtol=1e-14, atol=1e-14)
+    torch.testing.assert_close(net(x2).pred[0], out[0], rtol=1e-14, atol=1e-14)
     # every task's loss reaches the shared bottom
     for t in range(T):
         net.zero_grad()
-        net(torch.randn(T, B, IN, dtype=torch.float64))[t].sum().backward()
+        net(torch.randn(T, B, IN, dtype=torch.float64)).pred[t].sum().backward()
         assert all(p.grad.abs().max() > 0 for p in net.bottom.parameters())
 
 
@@ -177,7 +180,7 @@ def test_hard_share_shared_input_matches_broadcast():
     hetero = HardShareNet(_info(False), **ARCH)
     hetero.load_state_dict(shared.state_dict())
     x = torch.randn(B, IN)
-    torch.testing.assert_close(shared(x), hetero(x.expand(T, B, IN)))
+    torch.testing.assert_close(shared(x).pred, hetero(x.expand(T, B, IN)).pred)
 
 
 def test_single_net_is_the_same_function_for_every_task():

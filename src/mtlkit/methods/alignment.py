@@ -30,7 +30,7 @@ from torch import nn
 from mtlkit.data.spec import DataInfo
 from mtlkit.data.splits import Split
 from mtlkit.errors import MtlkitError
-from mtlkit.methods.base import MethodInfo, MethodParts
+from mtlkit.methods.base import MethodInfo, MethodParts, ModelOutput
 from mtlkit.methods.baselines import ARCH_DEFAULTS, ARCH_GRID, HardShareNet, _flatten
 from mtlkit.methods.registry import register
 
@@ -97,8 +97,9 @@ class AlignedHardShareNet(HardShareNet):
         super().__init__(info, hidden, head_hidden, activation, dropout)
         self.alignment = Alignment(info.n_tasks, info.n_features)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.heads(self.bottom(self.alignment(_flatten(x, self.shared, self.n_tasks))))
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        z = self.bottom(self.alignment(_flatten(x, self.shared, self.n_tasks)))
+        return ModelOutput(self.heads(z), features={"shared": z})
 
     def task_relations(self) -> dict[str, torch.Tensor]:
         """Task × task cosine similarity of the alignment matrices R_t (all 1 at the identity start)."""

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from mtlkit.data.spec import DataInfo
-from mtlkit.methods.base import MethodInfo, MethodParts
+from mtlkit.methods.base import MethodInfo, MethodParts, ModelOutput
 from mtlkit.methods.registry import register
 from mtlkit.nn import MLP, TaskMLP
 from mtlkit.nn.conv import ConvBottom
@@ -77,7 +77,8 @@ class SingleNet(nn.Module):
 
 class HardShareNet(nn.Module):
     """Shared bottom ``φ`` (`shared_bottom`: an MLP ``hidden`` or a small CNN) then task-specific heads
-    (``head_hidden`` then the output)."""
+    (``head_hidden`` then the output). The forward pass also returns the shared representation
+    ``features["shared"] = φ(x)``, the point MGDA-UB differentiates against (``hard-share+mgda-ub``)."""
 
     def __init__(self, info: DataInfo, hidden: list[int], head_hidden: list[int], activation: str,
                  dropout: float, backbone: str = "mlp", channels: list[int] | None = None) -> None:
@@ -88,8 +89,9 @@ class HardShareNet(nn.Module):
         self.bottom, width = shared_bottom(info, hidden, activation, dropout, backbone, channels)
         self.heads = TaskMLP(info.n_tasks, [width, *head_hidden, info.spec.n_outputs], activation, dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.heads(self.bottom(_flatten(x, self.shared, self.n_tasks)))
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        z = self.bottom(_flatten(x, self.shared, self.n_tasks))
+        return ModelOutput(self.heads(z), features={"shared": z})
 
 
 def _arch(hp: dict[str, Any]) -> dict[str, Any]:

@@ -38,7 +38,6 @@ from mtlkit.methods.baselines import (
     ARCH_GRID,
     HARD_SHARE_DEFAULTS,
     HardShareNet,
-    _flatten,
     _hard_share_arch,
     _shared_bottom,
 )
@@ -205,24 +204,15 @@ def _build_srdml(info: DataInfo, hp: dict[str, Any]) -> MethodParts:
                        shared_parameters=lambda m: list(m.bottom.parameters()))
 
 
-class HardShareRepNet(HardShareNet):
-    """`HardShareNet` (same parameters, same function) that also returns its shared representation
-    ``features["shared"] = bottom(x)``, which MGDA-UB differentiates against."""
-
-    def forward(self, x: torch.Tensor) -> ModelOutput:  # type: ignore[override]
-        z = self.bottom(_flatten(x, self.shared, self.n_tasks))
-        return ModelOutput(self.heads(z), features={"shared": z})
-
-
 def _build_pcgrad(info: DataInfo, hp: dict[str, Any]) -> MethodParts:
     comb = PCGrad()
-    return MethodParts(HardShareRepNet(info, **_hard_share_arch(hp)), combiner=comb, shared_parameters=_shared_bottom,
+    return MethodParts(HardShareNet(info, **_hard_share_arch(hp)), combiner=comb, shared_parameters=_shared_bottom,
                        state=comb.state, load_state=comb.load_state)
 
 
 def _build_mgda(info: DataInfo, hp: dict[str, Any]) -> MethodParts:
     comb = MGDAUB(normalization=str(hp["mgda_norm"]), iters=hp["mgda_iters"])
-    return MethodParts(HardShareRepNet(info, **_hard_share_arch(hp)), combiner=comb, shared_parameters=_shared_bottom)
+    return MethodParts(HardShareNet(info, **_hard_share_arch(hp)), combiner=comb, shared_parameters=_shared_bottom)
 
 
 register(MethodInfo(
