@@ -78,3 +78,10 @@ def test_trains_after_pretraining_and_round_trips(tmp_path):
     assert loaded.model.ranks == run.model.ranks
     X = np.random.default_rng(1).normal(size=(11, 5))
     np.testing.assert_array_equal(loaded.predict(X), run.predict(X))
+
+
+def test_describe_says_which_method_is_trained_first() -> None:
+    from mtlkit.methods import describe
+
+    assert "hard-share" in describe("dmtrl-tucker")["training"] and "hard-share" in describe("srdml")["training"]
+    assert describe("hard-share")["training"] == "SGD (Trainer)"

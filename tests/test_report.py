@@ -264,3 +264,29 @@ def test_rank_ignores_nan_and_ties_share_rank() -> None:
     r = mean_ranks({"a": {"x": 1.0, "y": 1.0, "z": 2.0, "w": math.nan}, "b": {"x": 0.9, "y": 0.1}},
                    {"a": True, "b": False})
     assert r == {"x": (1.25, 2), "y": (1.75, 2), "z": (3.0, 1)}  # b: higher is better
+
+
+def test_bench_reuses_only_runs_recorded_under_the_same_settings(tmp_path) -> None:
+    """``reuse=True`` takes a recorded (method, split) only when its hyper-parameters agree with the call's: a
+    changed fixed value or grid retrains; going back to the first settings reuses the first runs again."""
+    from mtlkit.experiments.bench import run_bench
+    from mtlkit.experiments.store import ResultsStore
+
+    data = toy_data("toy_reuse", 2)
+    store = ResultsStore(tmp_path / "s.db")
+
+    def bench(epochs: int, lrs: list[float]) -> np.ndarray:
+        res = run_bench(data, ["hard-share"], n_splits=2, store=store, hparams={"epochs": epochs, "patience": 0},
+                        grids={"hard-share": {"lr": lrs}}, reuse=True, progress=False, device="cpu")
+        return res.scores["hard-share"]
+
+    first = bench(2, [1e-2])
+    assert len(store.rows()) == 2
+    np.testing.assert_array_equal(bench(2, [1e-2]), first)  # same settings: nothing retrained
+    assert len(store.rows()) == 2
+    bench(3, [1e-2])  # another fixed value: retrained
+    assert len(store.rows()) == 4
+    bench(3, [1e-3])  # the recorded lr is off this grid: retrained
+    assert len(store.rows()) == 6
+    np.testing.assert_array_equal(bench(2, [1e-2, 1e-3]), first)  # the first runs agree again (lr on the grid)
+    assert len(store.rows()) == 6

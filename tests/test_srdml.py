@@ -253,3 +253,34 @@ def test_srdml_cnn_backbone_on_images_trains(tmp_path) -> None:
     run.save(tmp_path / "r")
     again = mtlkit.load(tmp_path / "r")
     np.testing.assert_allclose(again.predict(split.test.x), run.predict(split.test.x), rtol=1e-6)
+
+
+# ---------------------------------------------------------------------- the authors' two phases (warm start)
+@pytest.mark.parametrize("backbone", ["mlp", "cnn"])
+def test_warm_start_takes_over_the_hard_share_function(backbone: str) -> None:
+    from mtlkit.methods.baselines import HardShareNet
+
+    net, x = _net(backbone, head_hidden=[5])
+    torch.manual_seed(3)
+    shape = (2, 6, 6) if backbone == "cnn" else (D,)
+    hs = HardShareNet(_info(True, shape), [7] if backbone == "mlp" else [], [5], "tanh", 0.0, backbone=backbone,
+                      channels=[3, 4]).double()
+    with torch.no_grad():
+        net.omega.mul_(3.0)
+    net.warm_start(hs)
+    torch.testing.assert_close(net(x).pred, hs(x).pred, rtol=1e-12, atol=1e-12)
+    assert torch.equal(net.omega, torch.full_like(net.omega, 3.0))  # ω is SRDML's own: untouched
+
+
+def test_warm_started_srdml_trains_hard_share_first() -> None:
+    split = _twin_tasks(2).split(test=0.25, val=0.2, seed=0)
+    hp = {"epochs": 15, "lr": 1e-2, "patience": 0, "hidden": [16], "head_hidden": [8], "lam": 0.01}
+    cold = mtlkit.train("srdml", split, hparams=hp, seed=0, device="cpu")
+    warm = mtlkit.train("srdml", split, hparams={**hp, "warm_start": True}, seed=0, device="cpu")
+    hs = mtlkit.train("hard-share", split, hparams={k: v for k, v in hp.items() if k != "lam"}, seed=0, device="cpu")
+    # SRDML's own first epoch starts from the trained hard-share model: already near hard-share's final loss
+    assert warm.history.train_loss[0].mean() < 0.3 * cold.history.train_loss[0].mean()
+    assert warm.history.train_loss[0].mean() < 2 * hs.history.train_loss[-1].mean()
+    with pytest.raises(ValueError, match="hidden=\\[\\]"):
+        registry.get("srdml").build(_info(True, (2, 6, 6)), {**registry.get("srdml").defaults, "backbone": "cnn",
+                                                              "warm_start": True})

@@ -254,7 +254,7 @@ def test_shared_input_training_runs():
 @pytest.mark.parametrize("method", METHODS)
 def test_describe(method):
     d = mtlkit.methods.describe(method)
-    assert d["name"] == method and d["training"] == "SGD (Trainer)" and d["paper"]
+    assert d["name"] == method and d["training"].startswith("SGD (Trainer)") and d["paper"]
     assert d["grid"]["regression"]["lr"] == [1e-3, 1e-2]
     own = {"inter-task-l2": "mu", "cross-stitch": "head_hidden", "mmoe": "n_experts", "mrn": "trade_off"}[method]
     assert own in d["hyperparameters"]

@@ -6,6 +6,7 @@ functions behind `mtlkit report`, so a bench and a report of its store agree."""
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Sequence
@@ -94,7 +95,9 @@ def run_bench(data: MultiTaskData, methods: Sequence[str], n_splits: int = 3, se
     ``metric``: the test metric collected (default: the kind's primary one; selection always uses the
     primary one). ``grids``: a selection grid per method name replacing its default grid. ``reuse``: take
     a (method, split) already recorded in ``store`` under this experiment, data checksum and split name
-    instead of training it again, so an interrupted run continues where it stopped."""
+    instead of training it again, so an interrupted run continues where it stopped; only a run whose recorded
+    hyper-parameters agree with this call's (fixed values equal, searched ones on the grid) is reused, so a
+    changed protocol retrains."""
     entries = [registry.get(m) for m in methods]
     for e in entries:
         if data.kind not in e.kinds:
@@ -118,7 +121,10 @@ def run_bench(data: MultiTaskData, methods: Sequence[str], n_splits: int = 3, se
     with progress_bar(len(splits) * len(entries), f"bench {data.name}", progress) as bar:
         for i, (label, split) in enumerate(splits):
             for e in entries:
-                prev = done.get((e.name, label))
+                hp = {k: v for k, v in (hparams or {}).items() if k in _known(e)}
+                grid = (grids or {}).get(e.name, e.grid_for(data.kind)) if select else None
+                grid = {k: v for k, v in (grid or {}).items() if k not in hp} or None
+                prev = _matching(done.get((e.name, label), []), hp, grid)
                 if prev is not None:
                     stored = prev["test_metrics"]["per_task"][metric]
                     res.scores[e.name][i] = [np.nan if v is None else v for v in stored]
@@ -127,9 +133,6 @@ def run_bench(data: MultiTaskData, methods: Sequence[str], n_splits: int = 3, se
                     bar.advance(status=f"{e.name} {label}: recorded")
                     continue
                 t0 = time.perf_counter()
-                hp = {k: v for k, v in (hparams or {}).items() if k in _known(e)}
-                grid = (grids or {}).get(e.name, e.grid_for(data.kind)) if select else None
-                grid = {k: v for k, v in (grid or {}).items() if k not in hp} or None
                 run = train(e.name, split, hparams=hp, grid=grid, seed=seed + i, device=device, progress=False)
                 test_ev = run.evaluate("test")
                 val_ev = run.evaluate("val") if split.val is not None else None
@@ -142,10 +145,27 @@ def run_bench(data: MultiTaskData, methods: Sequence[str], n_splits: int = 3, se
     return res
 
 
-def _recorded(store: ResultsStore, experiment: str, dataset: str, checksum: str) -> dict[tuple[str, str], Any]:
-    """The latest recorded run per (method, split) of this experiment on exactly these data."""
-    rows = store.rows(experiment=experiment, dataset=dataset, checksum=checksum)
-    return {(r["method"], r["split"]): r for r in rows if r["test_metrics"] is not None}
+def _recorded(store: ResultsStore, experiment: str, dataset: str, checksum: str) -> dict[tuple[str, str], list[Any]]:
+    """The recorded runs per (method, split) of this experiment on exactly these data, oldest first."""
+    out: dict[tuple[str, str], list[Any]] = {}
+    for r in store.rows(experiment=experiment, dataset=dataset, checksum=checksum):
+        if r["test_metrics"] is not None:
+            out.setdefault((r["method"], r["split"]), []).append(r)
+    return out
+
+
+def _matching(rows: list[Any], hp: dict[str, Any], grid: dict[str, list[Any]] | None) -> Any:
+    """The latest recorded run whose hyper-parameters agree with this call's: every fixed value equal and every
+    searched one on the grid. Runs recorded under other settings (an older protocol) are not reused."""
+    def norm(v: Any) -> Any:
+        return json.loads(json.dumps(v))
+
+    for r in reversed(rows):
+        rec = r["hparams"] or {}
+        if all(k in rec and rec[k] == norm(v) for k, v in hp.items()) and \
+                all(k in rec and rec[k] in norm(list(vs)) for k, vs in (grid or {}).items()):
+            return r
+    return None
 
 
 def _known(entry: Any) -> set[str]:

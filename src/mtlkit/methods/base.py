@@ -66,8 +66,9 @@ class MethodInfo:
     ``defaults`` are the method's own hyper-parameters (training ones too, where they differ from the
     Trainer's); ``grid`` is the small default search space model selection uses on validation.
     ``fit`` replaces SGD training for closed-form or alternating methods. ``pretrain`` names a method that
-    is trained first (same data, seed and the hyper-parameters it shares with this one); its model is
-    handed to ``MethodParts.warm_start`` before this method's own training.
+    is trained first (same data, seed and the hyper-parameters it shares with this one) whenever the built
+    parts have a ``MethodParts.warm_start`` hook (a method may offer it through a hyper-parameter, as
+    srdml's ``warm_start``); its model is handed to that hook before this method's own training.
     """
 
     name: str

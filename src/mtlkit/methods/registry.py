@@ -100,7 +100,8 @@ def describe(name: str) -> dict[str, Any]:
     return {"name": info.name, "summary": info.summary, "paper": info.paper, "hyperparameters": hp,
             "grid": {kind: info.grid_for(kind) for kind in info.kinds}, "kinds": list(info.kinds),
             "needs": list(info.needs), "aliases": list(info.aliases),
-            "training": "closed form / own solver" if info.fit is not None else "SGD (Trainer)"}
+            "training": "closed form / own solver" if info.fit is not None else
+            "SGD (Trainer)" + (f", can start from a trained {info.pretrain} model" if info.pretrain else "")}
 
 
 def _ensure_loaded() -> None:

@@ -20,7 +20,8 @@ Decisions where the paper is silent: the distance is averaged over the batch's s
 authors' code sums, ``reduction="sum"``, which ties λ to the batch size); with heterogeneous inputs (each task its
 own rows) the saliencies of all heads are compared on the pooled labelled rows of the batch; tasks must have one
 output (regression or binary: the head's logit is the score whose saliency is taken). ``learn_omega=False`` keeps
-ω = 1 (Table 4's "without ω" ablation).
+ω = 1 (Table 4's "without ω" ablation). ``warm_start=True`` follows the authors' two phases: hard-share is trained
+first with the same hyper-parameters (their ``pretrain.py``) and SRDML starts from its bottom and heads.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from mtlkit.methods.baselines import (
 )
 from mtlkit.methods.registry import register
 from mtlkit.nn import MLP, TaskMLP
-from mtlkit.nn.conv import ConvMap
+from mtlkit.nn.conv import ConvBottom, ConvMap
 from mtlkit.optim.combiners import COMBINERS, MGDAUB, PCGrad
 
 OMEGA_EPS = 1e-12  # guard of the normaliser Σ_{i<j} ω_ij
@@ -52,7 +53,7 @@ REDUCTIONS = ("mean", "sum")
 
 SRDML_DEFAULTS: dict[str, Any] = {
     "backbone": "mlp", "hidden": [64], "channels": [16, 32], "head_hidden": [32], "activation": "relu",
-    "dropout": 0.0, "lam": 0.1, "dist": "l1", "reduction": "mean", "learn_omega": True,
+    "dropout": 0.0, "lam": 0.1, "dist": "l1", "reduction": "mean", "learn_omega": True, "warm_start": False,
 }
 SRDML_GRID: dict[str, list[Any]] = {"lam": [0.01, 0.1, 0.5], "lr": [1e-3, 1e-2]}
 _ARCH_KEYS = ("backbone", "hidden", "channels", "head_hidden", "activation", "dropout")
@@ -110,6 +111,18 @@ class SRDMLNet(nn.Module):
     def pair_weights(self) -> torch.Tensor:
         """ω_ij for i < j as a strictly upper-triangular ``[T, T]`` matrix (the rest of the parameter is unused)."""
         return torch.triu(self.omega, diagonal=1)
+
+    @torch.no_grad()
+    def warm_start(self, pre: nn.Module) -> None:
+        """Start from a trained hard-share model (the authors' phase 1, ``pretrain.py``): its bottom (for the CNN,
+        its convolutions) and its heads; ω stays at 1."""
+        if not isinstance(pre, HardShareNet):
+            raise TypeError(f"srdml warm-starts from a hard-share model, got {type(pre).__name__}")
+        bottom = pre.bottom.map if isinstance(pre.bottom, ConvBottom) else pre.bottom
+        if isinstance(pre.bottom, ConvBottom) and len(pre.bottom.fc) > 0:
+            raise ValueError("srdml's CNN warm start needs a hard-share model without fully connected bottom layers")
+        self.bottom.load_state_dict(bottom.state_dict())
+        self.heads.load_state_dict(pre.heads.state_dict())
 
     def task_relations(self) -> dict[str, torch.Tensor]:
         """The learned task graph ω, symmetric with a zero diagonal (the paper's task-relation heatmap)."""
@@ -195,13 +208,19 @@ def _build_srdml(info: DataInfo, hp: dict[str, Any]) -> MethodParts:
     lam = float(hp["lam"])
     if not lam >= 0:
         raise ValueError(f"SRDML lam must be ≥ 0, got {hp['lam']!r}")
+    warm = bool(hp.get("warm_start", False))
+    if warm and hp["backbone"] == "cnn" and hp["hidden"]:
+        raise ValueError("srdml's warm start trains hard-share first with the same hyper-parameters; with "
+                         "backbone='cnn' set hidden=[] so that hard-share's network is SRDML's (its heads read the "
+                         f"last conv map), got hidden={hp['hidden']}")
     model = SRDMLNet(info, **{k: hp[k] for k in _ARCH_KEYS})
     pen = srdml_penalty(lam, str(hp["dist"]), str(hp["reduction"]))
     if lam == 0 or not hp["learn_omega"]:
         model.omega.requires_grad_(False)  # fixed at 1 (and never handed to the optimizer)
     prox: list[Prox] = [omega_prox] if model.omega.requires_grad else []
     return MethodParts(model, penalties=[pen] if lam > 0 else [], proxes=prox,
-                       shared_parameters=lambda m: list(m.bottom.parameters()))
+                       shared_parameters=lambda m: list(m.bottom.parameters()),
+                       warm_start=model.warm_start if warm else None)
 
 
 def _build_pcgrad(info: DataInfo, hp: dict[str, Any]) -> MethodParts:
@@ -220,7 +239,7 @@ register(MethodInfo(
     summary="Saliency-regularised deep MTL: shared bottom (MLP or small CNN) + task heads; penalty λ Σ_{i<j} "
             "(ω_ij/Σω)·dist(∇_A f_i, ∇_A f_j) on the heads' input gradients, with a learned task graph ω ≥ 0.",
     paper="Bai & Zhao, KDD 2022 (Saliency-Regularized Deep Multi-Task Learning), Eq. 4",
-    build=_build_srdml, defaults=SRDML_DEFAULTS, grid=SRDML_GRID, kinds=("regression", "binary"),
+    build=_build_srdml, defaults=SRDML_DEFAULTS, grid=SRDML_GRID, kinds=("regression", "binary"), pretrain="hard-share",
     needs=("features", "second-order gradients"),
 ))
 register(MethodInfo(

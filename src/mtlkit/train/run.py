@@ -287,7 +287,7 @@ def train_one(method: str, split: Split, hparams: dict[str, Any] | None = None, 
         entry.fit(parts, train_dd, hp)
     else:
         val_dd = norm.apply(split.val).tensors(dev) if split.val is not None else None
-        if entry.pretrain is not None:
+        if entry.pretrain is not None and parts.warm_start is not None:
             _pretrain(entry.pretrain, parts, info, hp, loss, train_dd, val_dd, seed, dev, progress, distributed)
         ident = {"method": entry.name, "data": train.checksum()} if checkpoint is not None else None
         w = _task_weights(task_weights, info.n_tasks, dev)
