@@ -80,8 +80,6 @@ class SRDMLNet(nn.Module):
         elif backbone == "cnn":
             if len(info.feature_shape) != 3:
                 raise ValueError(f"backbone='cnn' needs image features [C, H, W], got shape {info.feature_shape}")
-            if not channels or any(int(c) < 1 for c in channels):
-                raise ValueError(f"backbone='cnn' needs positive conv channels (channels=[...]), got {channels}")
             self.bottom = ConvMap(info.feature_shape[0], channels, activation)
             self.map_dims = 3
             with torch.no_grad():
