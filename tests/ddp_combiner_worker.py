@@ -8,11 +8,11 @@ import sys
 
 import numpy as np
 import torch
-from ddp_worker import exit_without_teardown
+from ddp_worker import worker
 from safetensors.torch import save_file
 
 import mtlkit
-from mtlkit.train.distributed import DistContext, init_distributed, launched_by_torchrun, shutdown_distributed
+from mtlkit.train.distributed import DistContext
 
 METHODS = ("pcgrad", "mgda-ub", "srdml+pcgrad")
 
@@ -42,17 +42,10 @@ def train_all(ctx: DistContext | None = None) -> dict[str, torch.Tensor]:
 def main() -> None:
     out = sys.argv[1]
     torch.set_num_threads(1)
-    ctx = init_distributed("cpu") if launched_by_torchrun() else None
-    try:
+    with worker() as ctx:
         tensors = train_all(ctx)
         if ctx is None or ctx.is_main:
             save_file(tensors, out + ".safetensors")
-        if ctx is not None:
-            torch.distributed.barrier()  # no rank leaves while another still works
-    finally:
-        if ctx is not None:
-            shutdown_distributed()
-    exit_without_teardown()
 
 
 if __name__ == "__main__":

@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 from safetensors.torch import save_file
 
 import mtlkit
-from mtlkit.train.distributed import init_distributed, launched_by_torchrun, shutdown_distributed
+from mtlkit.train.distributed import DistContext, init_distributed, launched_by_torchrun, shutdown_distributed
 
 
 def make_data(layout: str) -> mtlkit.MultiTaskData:
@@ -38,13 +40,28 @@ def exit_without_teardown() -> None:
     os._exit(0)
 
 
+@contextmanager
+def worker() -> Iterator[DistContext | None]:
+    """A worker's life: the rank's context under torchrun (None alone); after the body, a barrier (no rank leaves
+    while another still works), the process group shut down, and `exit_without_teardown`. An error in the body
+    still shuts the group down and then propagates."""
+    ctx = init_distributed("cpu") if launched_by_torchrun() else None
+    try:
+        yield ctx
+        if ctx is not None:
+            torch.distributed.barrier()
+    finally:
+        if ctx is not None:
+            shutdown_distributed()
+    exit_without_teardown()
+
+
 def main() -> None:
     layout, out = sys.argv[1], sys.argv[2]
     torch.set_num_threads(1)
     split = make_data(layout).split(test=0.2, val=0.2, seed=0)
-    ctx = init_distributed("cpu") if launched_by_torchrun() else None
     hp = {"epochs": 6, "batch_size": 16, "patience": 0, "lr": 1e-2}
-    try:
+    with worker() as ctx:
         run = mtlkit.train("hard-share", split, hparams=hp, seed=0, device="cpu", distributed=ctx)
         if ctx is None or ctx.is_main:
             save_file({k: v.contiguous() for k, v in run.model.state_dict().items()}, out + ".safetensors")
@@ -52,12 +69,6 @@ def main() -> None:
             hist = [v.tolist() for v in run.history.train_loss]
             with open(out + ".json", "w") as f:
                 json.dump({"rmse": ev.per_task["rmse"].tolist(), "train_loss": hist}, f)
-        if ctx is not None:
-            torch.distributed.barrier()  # no rank leaves while another still works
-    finally:
-        if ctx is not None:
-            shutdown_distributed()
-    exit_without_teardown()
 
 
 if __name__ == "__main__":
