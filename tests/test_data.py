@@ -353,6 +353,56 @@ def test_split_same_seed_same_split_other_seed_differs():
     assert any(not np.array_equal(a.indices["test"][t], c.indices["test"][t]) for t in range(d.n_tasks))
 
 
+def _kind_data(kind: str, n: int = 400, tied: bool = False) -> MultiTaskData:
+    rng = _rng(11)
+    X = rng.normal(size=(n, 3))
+    if kind == "regression":
+        y = rng.integers(0, 11, size=n).astype(float) if tied else rng.normal(size=n)
+    elif kind == "binary":
+        y = rng.integers(0, 2, size=n).astype(float)
+    elif kind == "multiclass":
+        y = rng.integers(0, 4, size=n).astype(float)
+    else:
+        y = rng.dirichlet(np.ones(3), size=n)
+    return MultiTaskData.from_tasks([X, X[: n // 2]], [y, y[: n // 2]], kind=kind)
+
+
+@pytest.mark.parametrize("kind,tied", [("regression", False), ("regression", True), ("binary", False),
+                                       ("multiclass", False), ("distribution", False)])
+def test_split_seeds_give_different_test_sets_with_random_overlap(kind, tied):
+    """Two seeds' test sets share about test·n rows (as two random 20 % samples do), for every task kind: a
+    split stratified by the sorted regression target once ignored the seed (overlap 100 %)."""
+    d = _kind_data(kind, tied=tied)
+    splits = [d.split(test=0.2, val=0.2, seed=s) for s in range(8)]
+    for t in range(d.n_tasks):
+        tests = [s.indices["test"][t] for s in splits]
+        overlaps = [len(np.intersect1d(a, b)) / len(a) for i, a in enumerate(tests) for b in tests[i + 1:]]
+        assert len({tuple(x) for x in tests}) == len(tests), (kind, t)
+        assert 0.12 < float(np.mean(overlaps)) < 0.28, (kind, t, np.mean(overlaps))
+        vals = [s.indices["val"][t] for s in splits]
+        assert len({tuple(x) for x in vals}) == len(vals), (kind, t)
+
+
+def test_split_regression_still_stratified_by_value():
+    """Quantile-bin stratification: each test set covers the target's range evenly (each fifth of the sorted
+    targets gives a fifth of the test rows, ±1 row per bin edge)."""
+    d = _kind_data("regression", n=500)
+    _, y = d.task_arrays(0)
+    edges = np.quantile(y, [0.2, 0.4, 0.6, 0.8])
+    for seed in range(5):
+        te = d.split(test=0.2, val=0.2, seed=seed).indices["test"][0]
+        counts = np.bincount(np.searchsorted(edges, y[te]), minlength=5)
+        assert np.all(np.abs(counts - len(te) / 5) <= 2), counts
+
+
+def test_split_indices_val_differs_by_seed_for_regression():
+    d = _kind_data("regression", n=200)
+    tr = [np.arange(150), np.arange(80)]
+    te = [np.arange(150, 200), np.arange(80, 100)]
+    a, b = d.split_indices(tr, te, val_fraction=0.2, seed=0), d.split_indices(tr, te, val_fraction=0.2, seed=1)
+    assert not np.array_equal(a.indices["val"][0], b.indices["val"][0])
+
+
 def test_split_without_val():
     d = _hetero()
     s = d.split(test=0.2, val=0.0, seed=0)

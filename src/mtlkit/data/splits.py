@@ -54,13 +54,32 @@ def _systematic(order: np.ndarray, frac: float) -> np.ndarray:
 
 
 def _strat_key(y: np.ndarray, kind: str) -> np.ndarray:
+    """The label to stratify on: the class (the argmax for soft labels), or the target for regression."""
     if kind == "distribution":
         return np.argmax(y, axis=1).astype(np.float64)
-    return y  # classes for classification; the target itself for regression (stratified by value)
+    return y
 
 
-def _pick(rng: np.random.Generator, rows: np.ndarray, key: np.ndarray, frac: float) -> np.ndarray:
-    """Split ``rows`` into (picked, rest) with a stratified ``frac`` picked."""
+def _quantile_bins(rng: np.random.Generator, key: np.ndarray, frac: float) -> np.ndarray:
+    """Bin a continuous target into consecutive quantile bins of about ``1/frac`` rows each (ties broken at
+    random), so that picking about one row per bin stratifies by value while *which* row of a bin is picked
+    depends on the seed. Stratifying by the raw value instead makes the pick a fixed function of the sorted
+    targets: every seed would give the same split."""
+    n = len(key)
+    n_bins = max(1, min(n, int(round(n * min(frac, 1.0 - frac))) or 1))
+    order = np.lexsort((rng.random(n), key))  # by value, ties in random order
+    bins = np.empty(n, dtype=np.int64)
+    bins[order] = (np.arange(n) * n_bins) // n
+    return bins
+
+
+def _pick(rng: np.random.Generator, rows: np.ndarray, key: np.ndarray, frac: float,
+          continuous: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``rows`` into (picked, rest) with ``round(frac·n)`` picked, stratified by ``key``: a class label,
+    or (``continuous``) a regression target, stratified by its quantile bins. Rows with equal keys are picked
+    in a random order drawn from ``rng``, so every seed gives another split."""
+    if continuous and len(rows):
+        key = _quantile_bins(rng, np.asarray(key, dtype=np.float64), frac)
     perm = rng.permutation(len(rows))
     order = perm[np.argsort(key[perm], kind="stable")]
     mask = _systematic(order, frac)
@@ -108,9 +127,10 @@ def random_split(data: MultiTaskData, test: float = 0.2, val: float = 0.2, seed:
         _, y = data.task_arrays(t)
         n = len(y)
         key = _strat_key(y, kind)
+        cont = kind == "regression"
         rows = np.arange(n)
-        te, rest = _pick(rng, rows, key, test) if test > 0 else (rows[:0], rows)
-        va, tr = _pick(rng, rest, key[rest], val) if val > 0 else (rows[:0], rest)
+        te, rest = _pick(rng, rows, key, test, cont) if test > 0 else (rows[:0], rows)
+        va, tr = _pick(rng, rest, key[rest], val, cont) if val > 0 else (rows[:0], rest)
         if len(tr) == 0 or (test > 0 and len(te) == 0) or (val > 0 and len(va) == 0):
             raise DataError(f"task {nm!r} has {n} rows: too few to split into train/val/test with "
                             f"test={test}, val={val} (it gives {len(tr)}/{len(va)}/{len(te)} rows)")
@@ -172,7 +192,7 @@ def indexed_split(
         if val is not None:
             va = _as_index(val[t], n, f"val indices of task {nm!r}")
         elif val_fraction > 0:
-            va, tr = _pick(rng, tr, _strat_key(y, data.kind)[tr], val_fraction)
+            va, tr = _pick(rng, tr, _strat_key(y, data.kind)[tr], val_fraction, data.kind == "regression")
         else:
             va = np.zeros(0, dtype=np.int64)
         allp = np.concatenate([tr, va, te])
