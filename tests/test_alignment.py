@@ -127,7 +127,7 @@ def test_save_load_round_trip(tmp_path: object) -> None:
     back = mtlkit.load(tmp_path)
     X = split.test.task_arrays(0)[0]
     np.testing.assert_array_equal(back.predict(X), run.predict(X))
-    assert registry.describe("hard-share-align")["hyperparameters"]["align_phase"] == "joint"
+    assert registry.describe("hard-share-align")["defaults"]["align_phase"] == "joint"
 
 
 def test_alignment_undoes_a_rotation_of_one_task() -> None:

@@ -303,7 +303,7 @@ def test_method_plus_combiner_composition() -> None:
     assert info.name == "srdml+pcgrad" and "srdml+pcgrad" not in registry.names()
     assert "srdml" in registry.names() and "pcgrad" in registry.names() and "mgda-ub" in registry.names()
     d = registry.describe("tomato-el+mgda-ub")
-    assert d["hyperparameters"]["mgda_iters"] == 250 and "K" in d["hyperparameters"]
+    assert d["defaults"]["mgda_iters"] == 250 and "K" in d["hyperparameters"]
     assert registry.get("shared-bottom+pcgrad").name == "hard-share+pcgrad"  # aliases resolve
     with pytest.raises(UnknownNameError, match="unknown gradient combiner 'cagrad'"):
         registry.get("srdml+cagrad")

@@ -212,7 +212,7 @@ def test_srdml_trains_and_learns() -> None:
 def test_srdml_plus_pcgrad_builds_and_trains_one_epoch(tmp_path) -> None:
     split = _twin_tasks(1).split(test=0.25, val=0.2, seed=0)
     info = split.train.info()
-    parts = registry.get("srdml+pcgrad").build(info, dict(registry.describe("srdml+pcgrad")["hyperparameters"]))
+    parts = registry.get("srdml+pcgrad").build(info, dict(registry.describe("srdml+pcgrad")["defaults"]))
     assert isinstance(parts.combiner, PCGrad) and isinstance(parts.model, SRDMLNet) and parts.penalties
     torch.manual_seed(0)
     before = SRDMLNet(info, hidden=[64], head_hidden=[32]).state_dict()

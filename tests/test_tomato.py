@@ -216,7 +216,7 @@ def test_large_lambda_gives_exact_zeros(split, name):
 
 def test_describe():
     d = describe("tomato-ex")
-    assert d["hyperparameters"]["optimizer"] == "sgd"
+    assert d["defaults"]["optimizer"] == "sgd"
     for k in ("K", "m", "hd_top", "lam", "reg", "hidden"):
         assert k in d["hyperparameters"]
     assert "TOMATO" in d["paper"]

@@ -242,7 +242,7 @@ def test_training_lowers_the_loss(method: str) -> None:
 def test_registry_entries() -> None:
     for kind in ("laf", "tucker", "tt"):
         d = registry.describe(f"trace-norm-{kind}")
-        hp = d["hyperparameters"]
+        hp = d["defaults"]
         assert hp["gamma"] == 0.01 and hp["channels"] == [8, 12, 16] and hp["kernels"] == [5, 3, 3]
         assert hp["fc"] == [64] and hp["activation"] == "tanh" and hp["pool"] == 2
     assert "gamma" not in registry.describe("stl-cnn")["hyperparameters"]

@@ -129,7 +129,14 @@ def cmd_methods(args: argparse.Namespace) -> int:
         print(f"{n}{alias}: {d['summary']}")
         print(f"    paper: {d['paper']}")
         print(f"    tasks: {', '.join(d['kinds'])}; training: {d['training']}")
-        print("    hyper-parameters: " + ", ".join(f"{k}={v}" for k, v in d["hyperparameters"].items()))
+        if args.name:
+            print("    hyper-parameters:")
+            for k, h in d["hyperparameters"].items():
+                search = f"; tuned over {h['search']}" if h["search"] else ""
+                doc = f" — {h['doc']}" if h["doc"] else ""
+                print(f"      {k} = {h['default']!r} ({h['valid']}{search}){doc}")
+        else:
+            print("    hyper-parameters: " + ", ".join(f"{k}={v}" for k, v in d["defaults"].items()))
         grids = {k: v for k, v in d["grid"].items() if v}
         if grids:
             distinct = {str(v) for v in grids.values()}

@@ -12,6 +12,7 @@ from torch import nn
 
 from mtlkit.data.spec import KINDS, DataInfo
 from mtlkit.data.tensors import Batch, DeviceData
+from mtlkit.hparams import HParam
 from mtlkit.optim.combiners import Combiner, SumCombiner
 
 
@@ -63,8 +64,10 @@ Fit = Callable[[MethodParts, DeviceData, dict[str, Any]], None]
 class MethodInfo:
     """A registry entry: how to build the method and what a person (and the CLI) should know about it.
 
-    ``defaults`` are the method's own hyper-parameters (training ones too, where they differ from the
-    Trainer's); ``grid`` is the small default search space model selection uses on validation.
+    ``params`` declares the method's own hyper-parameters once, typed (`mtlkit.hparams.HParam`: type, default,
+    valid range, doc, tuning space); ``defaults`` is derived from it. A method may instead give only
+    ``defaults`` (its parameters are then typed from the default values, untuned) or change only the default
+    of a Trainer parameter there (``lr``). ``grid`` is the small default grid of ``--grid`` selection.
     ``fit`` replaces SGD training for closed-form or alternating methods. ``pretrain`` names a method that
     is trained first (same data, seed and the hyper-parameters it shares with this one) whenever the built
     parts have a ``MethodParts.warm_start`` hook (a method may offer it through a hyper-parameter, as
@@ -82,6 +85,16 @@ class MethodInfo:
     fit: Fit | None = None
     aliases: tuple[str, ...] = ()
     pretrain: str | None = None
+    params: tuple[HParam, ...] = ()
+
+    def __post_init__(self) -> None:
+        declared = {p.name: p.default for p in self.params}
+        if len(declared) != len(self.params):
+            raise ValueError(f"method {self.name!r} declares a hyper-parameter twice")
+        clash = {k for k in declared if k in self.defaults and self.defaults[k] != declared[k]}
+        if clash:
+            raise ValueError(f"method {self.name!r}: defaults disagree with the declarations of {sorted(clash)}")
+        object.__setattr__(self, "defaults", {**declared, **self.defaults})
 
     def grid_for(self, kind: str) -> dict[str, list[Any]]:
         """The default selection grid for tasks of ``kind``."""

@@ -9,6 +9,7 @@ import torch
 
 from mtlkit.data.spec import DataInfo
 from mtlkit.errors import MtlkitError, UnknownNameError
+from mtlkit.hparams import Space
 from mtlkit.methods.base import MethodInfo, MethodParts
 
 _REGISTRY: dict[str, MethodInfo] = {}
@@ -92,16 +93,30 @@ def names() -> list[str]:
 
 
 def describe(name: str) -> dict[str, Any]:
-    """Paper, summary, hyper-parameters with defaults, default grid, supported task kinds, needs."""
-    from mtlkit.train.config import method_defaults
+    """Paper, summary, typed hyper-parameters, default grid, tuning space, supported task kinds, needs.
+
+    ``hyperparameters`` maps each name to its declaration (`HParam.describe`: type, default, valid values, doc,
+    tuning space); ``defaults`` maps each name to its default alone."""
+    from mtlkit.train.config import method_params
 
     info = get(name)
-    hp = method_defaults(info)
-    return {"name": info.name, "summary": info.summary, "paper": info.paper, "hyperparameters": hp,
-            "grid": {kind: info.grid_for(kind) for kind in info.kinds}, "kinds": list(info.kinds),
-            "needs": list(info.needs), "aliases": list(info.aliases),
+    params = method_params(info)
+    return {"name": info.name, "summary": info.summary, "paper": info.paper,
+            "hyperparameters": {k: p.describe() for k, p in params.items()},
+            "defaults": {k: p.default for k, p in params.items()},
+            "grid": {kind: info.grid_for(kind) for kind in info.kinds},
+            "search_space": {k: s.text() for k, s in search_space(info.name).items()},
+            "kinds": list(info.kinds), "needs": list(info.needs), "aliases": list(info.aliases),
             "training": "closed form / own solver" if info.fit is not None else
             "SGD (Trainer)" + (f", can start from a trained {info.pretrain} model" if info.pretrain else "")}
+
+
+def search_space(name: str) -> dict[str, Space]:
+    """The equal-budget tuning space of a method: every declared hyper-parameter with a `Space` (the Trainer's
+    ``lr``, ``optimizer``, ``momentum`` for SGD-trained methods, and the method's own), by name."""
+    from mtlkit.train.config import method_params
+
+    return {k: p.space for k, p in method_params(get(name)).items() if p.space is not None}
 
 
 def _ensure_loaded() -> None:

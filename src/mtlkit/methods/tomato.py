@@ -34,19 +34,37 @@ from torch import nn
 
 from mtlkit.data.spec import DataInfo
 from mtlkit.data.tensors import Batch
+from mtlkit.hparams import HParam, choice, log_range
 from mtlkit.methods.base import MethodInfo, MethodParts, ModelOutput, Penalty, Prox
 from mtlkit.methods.registry import register
 from mtlkit.nn import MLP, TaskLinear
 from mtlkit.nn import activation as make_activation
+from mtlkit.nn.task_layers import ACTIVATIONS
 from mtlkit.optim.prox import prox_element, prox_exclusive
 
 S_INIT_STD = 0.01  # θˢ ~ N(0, S_INIT_STD²)
 
-TOMATO_DEFAULTS: dict[str, Any] = {
-    "hidden": [64], "activation": "relu", "dropout": 0.0,
-    "K": 4, "m": 2, "hd_top": 16, "lam": 1e-3, "reg": 0.0,
-    "optimizer": "sgd", "lr": 0.1, "lr_decay": 0.9, "decay_steps": 1000,
-}
+TOMATO_PARAMS: tuple[HParam, ...] = (
+    HParam("hidden", "ints", [64], "widths of the shared bottom φ (at least one layer)",
+           space=choice([32], [64], [128])),
+    HParam("activation", "str", "relu", "activation of every hidden layer", choices=tuple(ACTIVATIONS)),
+    HParam("dropout", "float", 0.0, "dropout after each hidden layer", low=0.0, high=1.0, high_open=True,
+           space=choice(0.0, 0.2)),
+    HParam("K", "int", 4, "number of topics (the paper tunes it; best K=16 on MNIST-MTL)", low=1,
+           space=choice(1, 2, 4, 8, 16)),
+    HParam("m", "int", 2, "layers of each topic-task module θ⁰+θˢ_kt (1 or 2)", choices=(1, 2), space=choice(1, 2)),
+    HParam("hd_top", "int", 16, "hidden width of the two-layer topic-task modules", low=1),
+    HParam("lam", "float", 1e-3, "λ: step of the element / exclusive prox on the θˢ_kt groups (0 = off)",
+           low=0.0, space=log_range(1e-5, 1e-1, off=0.0)),
+    HParam("reg", "float", 0.0, "L2 weight on θ⁰, ψ and the gate", low=0.0),
+    # The paper trains with plain SGD and a decaying rate; the tuning space lets Adam compete too.
+    HParam("optimizer", "str", "sgd", "the optimiser", choices=("adam", "sgd"), space=choice("adam", "sgd")),
+    HParam("lr", "float", 0.1, "r0: the initial learning rate", low=0.0, low_open=True,
+           space=log_range(1e-4, 3e-1)),
+    HParam("lr_decay", "float", 0.9, "γ in r_i = r0·γ^(i/η)", low=0.0, low_open=True, high=1.0,
+           space=choice(0.9, 0.95, 1.0)),
+    HParam("decay_steps", "int", 1000, "η: steps per decay of the learning rate by γ", low=1),
+)
 TOMATO_GRID: dict[str, list[Any]] = {"lam": [1e-4, 1e-3, 1e-2], "lr": [0.03, 0.1]}
 _ARCH_KEYS = ("hidden", "activation", "dropout", "K", "m", "hd_top")
 
@@ -181,11 +199,11 @@ register(MethodInfo(
     name="tomato-el",
     summary="TOMATO with the topic-task-element prox: K×T topic-task modules θ⁰+θˢ_kt mixed by a topic gate; "
             "group soft-thresholding of every θˢ_kt (Eq. 10) after each SGD step.",
-    paper=_PAPER, build=_build("element"), defaults=TOMATO_DEFAULTS, grid=TOMATO_GRID,
+    paper=_PAPER, build=_build("element"), params=TOMATO_PARAMS, grid=TOMATO_GRID,
 ))
 register(MethodInfo(
     name="tomato-ex",
     summary="TOMATO with the topic-task-exclusive prox: K×T topic-task modules θ⁰+θˢ_kt mixed by a topic gate; "
             "per topic, tasks compete for deviation (Eq. 11-12, Algorithm 1) after each SGD step.",
-    paper=_PAPER, build=_build("exclusive"), defaults=TOMATO_DEFAULTS, grid=TOMATO_GRID,
+    paper=_PAPER, build=_build("exclusive"), params=TOMATO_PARAMS, grid=TOMATO_GRID,
 ))

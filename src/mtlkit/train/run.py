@@ -23,7 +23,7 @@ from mtlkit.data.transforms import FittedPCA
 from mtlkit.errors import DataError, MtlkitError
 from mtlkit.methods import registry
 from mtlkit.methods.base import MethodInfo, MethodParts, as_output
-from mtlkit.train.config import merge_hparams, method_defaults
+from mtlkit.train.config import merge_hparams, method_defaults, method_params
 from mtlkit.train.distributed import DistContext
 from mtlkit.train.losses import TaskLoss
 from mtlkit.train.metrics import LOWER_IS_BETTER, PRIMARY_METRIC, average, compute_metrics
@@ -267,7 +267,7 @@ def train_one(method: str, split: Split, hparams: dict[str, Any] | None = None, 
     if entry.fit is not None and (checkpoint is not None or resume or tensorboard is not None):
         raise MtlkitError(f"method {entry.name!r} is not trained by SGD: checkpoints, resume and TensorBoard "
                           "logging apply only to SGD-trained methods")
-    hp = merge_hparams(method_defaults(entry), hparams, method)
+    hp = merge_hparams(method_defaults(entry), hparams, method, method_params(entry))
     if task_weights is not None and entry.fit is not None:
         raise MtlkitError(f"method {entry.name!r} is not trained by SGD: task_weights apply only to SGD-trained "
                           "methods")
