@@ -184,7 +184,7 @@ def leaderboard(res: BenchResult, reference: str | None = None) -> list[Leaderbo
         mean, ci = report.summarize(s)
         c = None
         if ref is not None and m != ref:
-            c = report.compare(s, res.splits, res.scores[ref], res.splits, res.lower_is_better, ref)
+            c = report.compare(s, res.splits, res.scores[ref], res.splits, res.lower_is_better, ref, res.metric)
         rows.append(LeaderboardRow(m, mean, ci, c.improvement if c else None, c.hurt if c else None,
                                    float(np.sum(res.seconds[m]))))
     return rows

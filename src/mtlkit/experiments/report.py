@@ -34,10 +34,11 @@ from mtlkit.train.metrics import LOWER_IS_BETTER, METRICS_BY_KIND, PRIMARY_METRI
 REFERENCES = ("stl", "stl-linear")  # the single-task baseline Δ is measured against, first one present
 FORMATS = ("md", "csv", "latex")
 
-IMPROVEMENT_DEFINITION = ("Δ vs STL: TOMATO Table 4's task-wise improvement, per task 100·(m_STL − m)/m_STL for "
-                          "error-like metrics (sign flipped for accuracy-like), averaged over tasks; each task's "
-                          "metric is first averaged over splits, using only the splits both the method and STL "
-                          "were run on. Positive = better than STL.")
+IMPROVEMENT_DEFINITION = ("Δ vs STL: TOMATO Table 4's task-wise relative gain, per task 100·(acc − acc_STL)/acc_STL on "
+                          "the accuracy (a classification error e is taken as accuracy 100 − e); for metrics with no "
+                          "accuracy (RMSE, MAE, cross-entropy) 100·(m_STL − m)/m_STL; averaged over tasks. Each task's "
+                          "metric is first averaged over splits, using only the splits both the method and STL were "
+                          "run on. Positive = better than STL.")
 HURT_DEFINITION = ("Tasks hurt: tasks whose split-averaged metric is worse than STL's (negative transfer), on the "
                    "splits both were run on.")
 CI_DEFINITION = ("Each cell: the test metric averaged over tasks, then mean ± half-width of the 95% Student-t "
@@ -100,18 +101,19 @@ def task_summary(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def compare(scores: np.ndarray, splits: Sequence[str], ref_scores: np.ndarray, ref_splits: Sequence[str],
-            lower_is_better: bool, reference: str = "stl") -> Comparison | None:
+            lower_is_better: bool, reference: str = "stl", metric: str | None = None) -> Comparison | None:
     """Δ vs the reference (TOMATO Table 4) and tasks hurt, on the split labels both have; None when none match.
 
     Each task's metric is averaged over the common splits first, then ``taskwise_improvement`` per task and
-    its mean over tasks (tasks where the reference's metric is 0 have no defined Δ and are left out).
+    its mean over tasks (tasks where the reference's metric is 0 have no defined Δ and are left out); for
+    ``metric="error"`` Δ is taken on the accuracy (``stats.improvement_basis``), as TOMATO's Table 4.
     """
     common = [s for s in splits if s in set(ref_splits)]
     if not common:
         return None
     a = _nanmean(np.asarray(scores, dtype=np.float64)[[list(splits).index(s) for s in common]], axis=0)
     b = _nanmean(np.asarray(ref_scores, dtype=np.float64)[[list(ref_splits).index(s) for s in common]], axis=0)
-    per = taskwise_improvement(a, b, lower_is_better)
+    per = taskwise_improvement(a, b, lower_is_better, metric)
     return Comparison(reference, common, per, float(_nanmean(per)), tasks_hurt(a, b, lower_is_better), len(per))
 
 
@@ -287,7 +289,7 @@ def build_report(results: Sequence[ResultSet], notes: Sequence[str] = (), refere
             if ref is None or m == ref:
                 comps[ds][m] = None
                 continue
-            c = compare(r.scores, r.splits, d[ref].scores, d[ref].splits, r.lower_is_better, ref)
+            c = compare(r.scores, r.splits, d[ref].scores, d[ref].splits, r.lower_is_better, ref, r.metric)
             comps[ds][m] = c
             if c is None:
                 notes.append(f"{m} on {ds}: no split in common with {ref}, so no Δ or tasks hurt.")

@@ -47,13 +47,28 @@ def _pair(method: ArrayLike, stl: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     return m, s
 
 
-def taskwise_improvement(method: ArrayLike, stl: ArrayLike, lower_is_better: bool) -> np.ndarray:
+ACCURACY_OF: dict[str, str] = {"error": "accuracy"}
+"""Error-like metrics that have an accuracy (``100 − error``): TOMATO Table 4's gain is taken on the accuracy."""
+
+
+def improvement_basis(metric: str | None) -> str:
+    """The metric Δ vs STL is computed on for ``metric``: the accuracy for a classification error, else the
+    metric itself (RMSE, MAE, cross-entropy and the accuracy-like metrics have no other)."""
+    return ACCURACY_OF.get(metric or "", metric or "")
+
+
+def taskwise_improvement(method: ArrayLike, stl: ArrayLike, lower_is_better: bool,
+                         metric: str | None = None) -> np.ndarray:
     """Per-task relative improvement over STL in percent (TOMATO Table 4); positive = method is better.
 
-    100*(stl - method)/|stl| for error-like metrics, 100*(method - stl)/|stl| for accuracy-like;
-    NaN where stl == 0. Dividing by |stl| keeps the sign meaningful for metrics that can be negative.
+    TOMATO's Table 4 is the relative gain in *accuracy*, ``100·(acc − acc_STL)/acc_STL`` (its own numbers: the
+    synthetic 85.91 vs 83.45 % accuracy gives 2.95 ≈ its 2.94). So a classification ``metric="error"`` is first
+    turned into accuracy ``100 − error``. Metrics with no accuracy: ``100·(stl − m)/|stl|`` when lower is better
+    (RMSE), ``100·(m − stl)/|stl|`` when higher is. NaN where the denominator is 0.
     """
     m, s = _pair(method, stl)
+    if metric in ACCURACY_OF:
+        m, s, lower_is_better = 100.0 - m, 100.0 - s, False
     gain = s - m if lower_is_better else m - s
     out = np.full(np.shape(gain), np.nan)
     np.divide(100.0 * gain, np.abs(s), out=out, where=s != 0)

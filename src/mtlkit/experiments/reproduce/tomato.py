@@ -42,9 +42,11 @@ PAPER_TABLE3: dict[str, list[float]] = {
     "mnist-mtl": [2.59, 2.68, 49.98, 2.49, 2.60, 2.68, 2.68, 2.59, 2.44, 2.32],
     "school-3class": [50.95, 50.01, 51.80, 50.41, 49.34, 51.06, 50.22, 48.18, 45.00, 46.72],
 }
-# Table 4 (mean per-task improvement over Separate, %): TOMATO-el, TOMATO-ex.
-PAPER_TABLE4: dict[str, tuple[float, float]] = {
-    "tomato-synthetic": (2.94, 2.92), "mnist-mtl": (0.16, 0.28), "school-3class": (16.74, 12.93),
+# Table 4 (mean per-task relative gain in accuracy over Separate, %), same order as METHODS.
+PAPER_TABLE4: dict[str, list[float]] = {
+    "tomato-synthetic": [0.00, 2.44, 2.75, 2.79, 1.75, 2.49, 2.23, 2.57, 2.94, 2.92],
+    "mnist-mtl": [0.00, -0.09, -48.66, 0.10, -0.01, -0.08, -0.08, 0.00, 0.16, 0.28],
+    "school-3class": [0.00, 3.18, -2.04, 1.96, 5.56, -0.05, 2.76, 8.96, 16.74, 12.93],
 }
 SEED = 0
 QUICK_SYNTHETIC = {"n_per_task": 150, "d": 16}
@@ -77,8 +79,9 @@ def _protocol(args: argparse.Namespace) -> list[str]:
         "bottom of 64 units, task-specific hidden layer of 32 (TOMATO's topic-task modules 16).",
         "Test metric: misclassification % (argmax of the prediction vs argmax of the label), averaged over "
         "tasks, mean ± 95% Student-t CI over splits.",
-        "Table 4's improvement: per task 100·(err_Separate − err_method)/err_Separate on the split-averaged "
-        "errors, averaged over tasks (tasks where Separate makes no error are left out).",
+        "Table 4's improvement: the relative gain in accuracy, per task 100·(acc_method − acc_Separate)/acc_Separate "
+        "on the split-averaged accuracies (accuracy = 100 − misclassification %), averaged over tasks; the paper's "
+        "own numbers follow this definition (synthetic TOMATO-el: (85.91 − 83.45)/83.45 = 2.95 vs its 2.94).",
         "mnist-mtl is built from the 10k MNIST test images (the training images are not staged); PCA-64 is "
         "fitted on each split's training rows. The paper fits PCA on the MNIST training images.",
     ]
@@ -164,12 +167,13 @@ def _ranks(res: BenchResult) -> dict[str, int]:
 def _improvement(res: BenchResult, m: str) -> report.Comparison | None:
     if "stl" not in res.scores or m == "stl":
         return None
-    return report.compare(res.scores[m], res.splits, res.scores["stl"], res.splits, True, "stl")
+    return report.compare(res.scores[m], res.splits, res.scores["stl"], res.splits, True, "stl", "error")
 
 
 def _table4(results: dict[str, BenchResult], methods: list[str]) -> list[str]:
-    out = ["## Table 4: mean per-task improvement over Separate (%), and tasks hurt", "",
-           "Positive = better than Separate. Paper numbers exist for TOMATO only.", ""]
+    out = ["## Table 4: mean per-task relative gain in accuracy over Separate (%), and tasks hurt", "",
+           "Per task 100·(acc − acc_Separate)/acc_Separate, averaged over tasks; positive = better than Separate. "
+           "Tasks hurt: tasks whose split-averaged error is above Separate's.", ""]
     header = ["method"] + [f"{PAPER_NAMES[ds]}: {w}" for ds in results for w in ("paper", "ours", "hurt")]
     rows = []
     for m in methods:
@@ -178,7 +182,8 @@ def _table4(results: dict[str, BenchResult], methods: list[str]) -> list[str]:
         row = [m]
         for ds, res in results.items():
             c = _improvement(res, m)
-            paper = {"tomato-el": PAPER_TABLE4[ds][0], "tomato-ex": PAPER_TABLE4[ds][1]}.get(m)
+            names = [k for k, _ in METHODS]
+            paper = PAPER_TABLE4[ds][names.index(m)] if m in names else None
             row += [fmt(paper), fmt(c.improvement if c else None),
                     f"{c.hurt}/{c.n_tasks}" if c else "–"]
         rows.append(row)
