@@ -7,6 +7,7 @@ import json
 import math
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -249,7 +250,8 @@ def train_one(method: str, split: Split, hparams: dict[str, Any] | None = None, 
               device: str | torch.device | None = None, progress: bool | None = None,
               standardize: bool = True, checkpoint: str | Path | None = None, checkpoint_every: int = 0,
               resume: bool = False, tensorboard: str | Path | None = None,
-              distributed: DistContext | None = None, task_weights: Any = None) -> Run:
+              distributed: DistContext | None = None, task_weights: Any = None,
+              epoch_callback: Callable[[int, float], None] | None = None) -> Run:
     """Train ``method`` once with fixed hyper-parameters on ``split.train`` (early stopping on ``split.val``).
 
     ``task_weights``: a weight per task (``[T]``, e.g. `mtlkit.optim.weighting.svd_task_weights`), rescaled to
@@ -258,6 +260,7 @@ def train_one(method: str, split: Split, hparams: dict[str, Any] | None = None, 
     ``checkpoint`` / ``checkpoint_every`` / ``resume`` / ``tensorboard``: see `fit_sgd` (SGD-trained
     methods only); a resumed run ends with the same model and history as an uninterrupted one.
     ``distributed``: data-parallel training under torchrun on ``distributed.device`` (see `fit_sgd`).
+    ``epoch_callback(epoch, val_loss)``: see `fit_sgd` (SGD-trained methods only; a closed-form fit never calls it).
     """
     entry = registry.get(method)
     train = split.train
@@ -294,7 +297,8 @@ def train_one(method: str, split: Split, hparams: dict[str, Any] | None = None, 
         hist = fit_sgd(parts, loss, train_dd, val_dd, hp, seed=seed, task_weights=w, progress=progress,
                        checkpoint=checkpoint,
                        checkpoint_every=checkpoint_every, resume=resume, tensorboard=tensorboard,
-                       task_names=info.spec.names, fingerprint=ident, distributed=distributed)
+                       task_names=info.spec.names, fingerprint=ident, distributed=distributed,
+                       epoch_callback=epoch_callback)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     secs = time.perf_counter() - t0
@@ -358,14 +362,15 @@ def train(method: str, split: Split, hparams: dict[str, Any] | None = None, seed
           device: str | torch.device | None = None, grid: dict[str, list[Any]] | None = None,
           progress: bool | None = None, standardize: bool = True, checkpoint: str | Path | None = None,
           checkpoint_every: int = 0, resume: bool = False, tensorboard: str | Path | None = None,
-          distributed: DistContext | None = None, task_weights: Any = None) -> Run:
+          distributed: DistContext | None = None, task_weights: Any = None,
+          epoch_callback: Callable[[int, float], None] | None = None) -> Run:
     """Train ``method`` on ``split``; with a ``grid`` (name -> values), train every combination and keep
     the one with the best mean validation primary metric (RMSE, error %, or cross-entropy).
 
     The returned run's ``selection`` lists every configuration tried with its validation score.
     ``checkpoint`` (a file) and ``tensorboard`` (a directory) get one sub-directory ``cfg-<i>`` per grid
     point; with ``resume`` every grid point continues from its checkpoint (one not reached yet starts).
-    ``task_weights``: see `train_one`.
+    ``task_weights``, ``epoch_callback``: see `train_one`.
     """
     configs = _configs(hparams, grid)
     if len(configs) > 1 and split.val is None:
@@ -386,7 +391,7 @@ def train(method: str, split: Split, hparams: dict[str, Any] | None = None, seed
         run = train_one(method, split, cfg, seed=seed, device=device, progress=progress, standardize=standardize,
                         checkpoint=ck, checkpoint_every=checkpoint_every,
                         resume=resume and ck is not None and ck.is_file(), tensorboard=tb,
-                        distributed=distributed, task_weights=task_weights)
+                        distributed=distributed, task_weights=task_weights, epoch_callback=epoch_callback)
         if len(configs) == 1:
             return run
         ev = run.evaluate("val")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,7 +129,8 @@ def fit_sgd(parts: MethodParts, loss: TaskLoss, train: DeviceData, val: DeviceDa
             progress: bool | None = None, eval_chunk: int | None = 65536,
             checkpoint: str | Path | None = None, checkpoint_every: int = 0, resume: bool = False,
             tensorboard: str | Path | None = None, task_names: Sequence[str] | None = None,
-            fingerprint: Mapping[str, Any] | None = None, distributed: DistContext | None = None) -> History:
+            fingerprint: Mapping[str, Any] | None = None, distributed: DistContext | None = None,
+            epoch_callback: Callable[[int, float], None] | None = None) -> History:
     """Train ``parts.model`` in place; at the end it holds the epoch with the lowest validation loss.
 
     Objective per step: ``Σ_t w_t L_t + Σ penalties`` (``w_t = 1/T`` by default), gradients by the
@@ -151,6 +152,9 @@ def fit_sgd(parts: MethodParts, loss: TaskLoss, train: DeviceData, val: DeviceDa
     counts per step), so the averaged gradient is the single-process gradient of that batch. Only rank 0
     writes checkpoints and TensorBoard logs; a resumed distributed run restores rank 0's RNG state on
     every rank (bitwise resume holds without dropout).
+
+    ``epoch_callback(epoch, val_loss)``: called after each epoch with the task-weighted mean validation loss (the
+    early-stopping score); it may raise to stop training (tuning's pruner raises ``optuna.TrialPruned``).
     """
     model = parts.model
     T = train.n_tasks
@@ -279,6 +283,8 @@ def fit_sgd(parts: MethodParts, loss: TaskLoss, train: DeviceData, val: DeviceDa
                 else:
                     bad += 1
                 bar.advance(status=f"val loss {score:.4g} (best {hist.best_val:.4g} @ {hist.best_epoch})")
+                if epoch_callback is not None:
+                    epoch_callback(epoch - 1, score)
                 if patience and bad >= patience:
                     hist.stopped_early = True
                     break
