@@ -64,3 +64,14 @@ def test_ledger_and_readme_summary(tmp_path):
 def test_bad_verdict_is_refused():
     with pytest.raises(ValueError):
         _claim("P", "maybe")
+
+
+def test_reproduce_claims_command_rebuilds_the_ledger(tmp_path):
+    from mtlkit.cli import main
+
+    write_claims([_claim("P1", "holds")], tmp_path / "claims" / "p1.csv")
+    readme = tmp_path / "R.md"
+    readme.write_text(f"{README_BEGIN}\n{README_END}\n")
+    assert main(["reproduce", "claims", "--out", str(tmp_path), "--store", str(tmp_path / "s.sqlite"),
+                 "--readme", str(readme)]) == 0
+    assert "| P1 | 1 |" in readme.read_text() and (tmp_path / "claims.md").exists()

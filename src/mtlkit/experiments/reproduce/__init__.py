@@ -17,6 +17,8 @@ REPRODUCTIONS: dict[str, str] = {
     "transfer": "mtlkit.experiments.reproduce.transfer",
     "amtfl": "mtlkit.experiments.reproduce.amtfl",
     "srdml": "mtlkit.experiments.reproduce.srdml",
+    "claims": "mtlkit.experiments.reproduce.ledger",
+    "all": "mtlkit.experiments.reproduce.everything",
 }
 
 
