@@ -238,7 +238,7 @@ def test_error_shared_task_too_few_labels_to_split():
     rng = _rng()
     Y = np.c_[rng.integers(0, 2, 30).astype(float), np.full(30, np.nan)]
     Y[7, 1] = 1.0
-    d = MultiTaskData.from_shared(rng.normal(size=(30, 2)), Y, names=["a", "rare"])
+    d = MultiTaskData.from_shared(rng.normal(size=(30, 2)), Y, kind="binary", names=["a", "rare"])
     with pytest.raises(DataError) as e:
         d.split(test=0.2, val=0.2, seed=0)
     msg = str(e.value)

@@ -52,7 +52,8 @@ def add_data_arguments(p: argparse.ArgumentParser, source: argparse._ActionsCont
     src.add_argument("--data", type=Path, help="your own CSV/Parquet table instead of --dataset")
     p.add_argument("--task", help="task column of --data")
     p.add_argument("--target", help="target column of --data")
-    p.add_argument("--kind", choices=["regression", "binary", "multiclass"], help="task kind of --data (inferred)")
+    p.add_argument("--kind", choices=["regression", "binary", "multiclass"],
+                   help="task kind of --data (default: inferred from the target; a note on stderr says what)")
     p.add_argument("--categorical", action="store_true", help="one-hot the non-numeric feature columns of --data")
     add_data_dir_argument(p)
 
@@ -65,13 +66,19 @@ def add_data_dir_argument(p: argparse.ArgumentParser) -> None:
 def load_data_from_args(args: argparse.Namespace, default: str = "digits") -> Any:
     """The data a command names: ``--data`` table (with ``--task``/``--target``) or ``--dataset`` by name."""
     from mtlkit import datasets
-    from mtlkit.data.multitask import MultiTaskData
+    from mtlkit.data.multitask import MultiTaskData, collect_notes
 
     if args.data is not None:
         if not args.task or not args.target:
             raise MtlkitError("--data needs --task COLUMN and --target COLUMN")
-        return MultiTaskData.from_table(args.data, task=args.task, target=args.target, kind=args.kind,
-                                        categorical=args.categorical)
+        if args.task == args.target:
+            raise MtlkitError(f"--task and --target name the same column {args.task!r}")
+        with collect_notes() as notes:  # printed only once the table has loaded: an error stays one line
+            data = MultiTaskData.from_table(args.data, task=args.task, target=args.target, kind=args.kind,
+                                            categorical=args.categorical)
+        for note in notes:  # e.g. the inferred task kind and how to override it with --kind
+            print(f"mtlkit: note: {note}", file=sys.stderr)
+        return data
     return datasets.load(args.dataset or default, data_dir=args.data_dir)
 
 

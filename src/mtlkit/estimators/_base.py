@@ -1,7 +1,9 @@
 """The scikit-learn face of mtlkit's methods: an estimator stores its hyper-parameters in ``__init__``, turns
 ``fit(X, y, task=ids)`` (heterogeneous tasks) or ``fit(X, Y)`` (shared input, ``Y`` [n, T], NaN = missing)
 into a `MultiTaskData`, trains the registered method on all rows with `train_one`, and keeps what it learned
-in attributes ending in ``_``."""
+in attributes ending in ``_``. ``X`` may be a scipy.sparse matrix: it is densified to float32 (fit and predict)
+when it fits under `mtlkit.data.multitask.dense_cap` (2 GiB by default), else a `DataError` says how big it
+would be."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from mtlkit.data.multitask import MultiTaskData
+from mtlkit.data.multitask import MultiTaskData, densify
 from mtlkit.data.splits import Split
 from mtlkit.methods.base import as_output
 
@@ -46,7 +48,7 @@ class MultiTaskEstimator(BaseEstimator):
 
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
-        X = check_array(X, dtype=np.float64, ensure_2d=True, ensure_all_finite=True)
+        X = check_array(X, accept_sparse="csr", dtype=np.float64, ensure_2d=True, ensure_all_finite=True)
         self._check_params()
         data = self._to_data(X, y, task)
         split = Split(train=data, val=None, test=None, indices={}, description="all rows (scikit-learn fit)",
@@ -62,6 +64,11 @@ class MultiTaskEstimator(BaseEstimator):
             self.n_iter_ = int(solver["n_iter"])
         return self
 
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # densified under a memory cap (see the module docstring)
+        return tags
+
     def _check_params(self) -> None:
         if not isinstance(self.random_state, int | np.integer):
             raise ValueError(f"random_state must be an int seed, got {self.random_state!r}")
@@ -74,7 +81,7 @@ class MultiTaskEstimator(BaseEstimator):
         if task is not None:
             y = np.asarray(y, dtype=np.float64) if kind == "regression" else np.asarray(y)
             task = np.asarray(task)
-            if y.ndim != 1 or task.ndim != 1 or len(y) != len(X) or len(task) != len(X):
+            if y.ndim != 1 or task.ndim != 1 or len(y) != X.shape[0] or len(task) != X.shape[0]:
                 raise ValueError(f"with task ids, X [n, d], y [n] and task [n] need the same n rows; got X "
                                  f"{X.shape}, y {y.shape}, task {task.shape}")
             self._check_y_finite(y)
@@ -87,8 +94,8 @@ class MultiTaskEstimator(BaseEstimator):
             return MultiTaskData.from_tasks([X[r] for r in rows], [y[r] for r in rows], kind=kind,
                                             names=_unique_names(ids))
         y = np.asarray(y) if kind != "regression" else np.asarray(y, dtype=np.float64)
-        if y.ndim not in (1, 2) or len(y) != len(X):
-            raise ValueError(f"y must be [n] or [n, T] with the n={len(X)} rows of X, got shape {y.shape}")
+        if y.ndim not in (1, 2) or len(y) != X.shape[0]:
+            raise ValueError(f"y must be [n] or [n, T] with the n={X.shape[0]} rows of X, got shape {y.shape}")
         self._single_ = y.ndim == 1
         if y.ndim == 1:
             self._check_y_finite(y)
@@ -138,10 +145,11 @@ class MultiTaskEstimator(BaseEstimator):
     def _link(self, X: Any, task: Any) -> np.ndarray:
         """Link-scale outputs (values or P(class 1)): [n] with task ids or for one task, else [n, T]."""
         check_is_fitted(self, "run_")
-        X = check_array(X, dtype=np.float64, ensure_2d=True, ensure_all_finite=True)
+        X = check_array(X, accept_sparse="csr", dtype=np.float64, ensure_2d=True, ensure_all_finite=True)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
                              f"{self.n_features_in_} features as input")
+        X = densify(X, "X")
         out = self.run_.predict_proba(X)  # [T, n]
         if task is not None:
             return out[self._task_rows(task, len(X)), np.arange(len(X))]
