@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import platform
+import re
 import shlex
 import sys
 from collections.abc import Sequence
@@ -29,19 +31,51 @@ def machine_description() -> str:
             f"{platform.python_version()}, torch {torch.__version__}{dev}")
 
 
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
 def _parse_hparams(items: Sequence[str]) -> dict[str, object]:
+    """``--set NAME=VALUE`` items as a dict. VALUE is JSON (``50``, ``1e-3``, ``[64, 32]``, ``true``), a number
+    JSON does not spell (``.5``, ``+3``), or else a bare string (``adam``). A value that is not valid JSON but
+    starts like a list, an object or a number (``[64``, ``1e-3x``) is an `MtlkitError` saying how to write it;
+    whether a value fits its hyper-parameter is checked later, against the method's typed declarations."""
     import json
 
     out: dict[str, object] = {}
     for it in items:
-        if "=" not in it:
+        k, eq, v = it.partition("=")
+        k = k.strip()
+        if not eq or not k:
             raise MtlkitError(f"--set expects NAME=VALUE, got {it!r}")
-        k, v = it.split("=", 1)
         try:
             out[k] = json.loads(v)
-        except json.JSONDecodeError:
+            continue
+        except json.JSONDecodeError as e:
+            why = f"{e.msg} at character {e.pos + 1}"
+        text = v.strip()
+        if _NUMBER.fullmatch(text):
+            out[k] = float(text) if any(c in text for c in ".eE") else int(text)
+        elif text and text[0] in "[{(":
+            raise MtlkitError(f"--set {k}={v}: not a valid list ({why}); write it in JSON and quote it for the "
+                              f"shell, e.g. --set '{k}={_json_suggestion(text)}'")
+        elif text and (text[0].isdigit() or text[0] in "+-."):
+            raise MtlkitError(f"--set {k}={v}: not a number; write numbers like --set {k}=0.001 or --set {k}=1e-3")
+        else:
             out[k] = v
     return out
+
+
+def _json_suggestion(text: str) -> str:
+    """A JSON spelling of a list the user almost wrote (``[64`` -> ``[64]``, ``(64, 32)`` -> ``[64, 32]``)."""
+    import json
+
+    fixed = text.replace("(", "[").replace(")", "]").replace("'", '"')
+    fixed += "]" * max(0, fixed.count("[") - fixed.count("]")) + "}" * max(0, fixed.count("{") - fixed.count("}"))
+    try:
+        json.loads(fixed)
+    except json.JSONDecodeError:
+        return "[64, 32]"
+    return fixed
 
 
 def add_data_arguments(p: argparse.ArgumentParser, source: argparse._ActionsContainer | None = None) -> None:
@@ -181,13 +215,41 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_output_path(path: str | Path, option: str, kind: str = "dir") -> None:
+    """Refuse, before any work, an output ``path`` that cannot be written: a folder to create or fill
+    (``kind="dir"``) or a file (``kind="file"``) whose place is taken by a file or a folder, lies under a
+    file, or whose nearest existing folder is not writable. An `MtlkitError` naming ``option`` and the path."""
+    p = Path(path)
+    if kind == "file" and p.is_dir():
+        raise MtlkitError(f"{option} {p}: a folder is in the way (a file name is needed)")
+    if kind == "dir" and p.exists() and not p.is_dir():
+        raise MtlkitError(f"{option} {p}: a file is in the way (a folder is needed)")
+    q = p.parent if kind == "file" else p
+    while not q.exists() and q != q.parent:  # the nearest existing ancestor, which mkdir would write into
+        q = q.parent
+    if q.exists() and not q.is_dir():
+        raise MtlkitError(f"{option} {p}: cannot be created, {q} is a file, not a folder")
+    if not os.access(q, os.W_OK | os.X_OK):
+        raise MtlkitError(f"{option} {p}: cannot be written, {q} is not writable")
+
+
+# OSErrors about a named path (no permission, no such folder, a file in the way, disk full): a problem with the
+# paths a user gave, printed as one line. Any other exception is a bug and keeps its traceback.
+_PATH_ERRNOS = frozenset(getattr(errno, n) for n in ("EACCES", "EPERM", "ENOENT", "ENOTDIR", "EISDIR", "EEXIST",
+                                                     "EROFS", "ENOSPC", "EDQUOT", "ENAMETOOLONG", "ELOOP")
+                         if hasattr(errno, n))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Bad input (`MtlkitError`) and a file-system error on a named path print one line,
+    ``mtlkit: error: ...``, on stderr and exit 2; argparse's own usage errors exit 2 as well."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
     except MtlkitError as e:
-        print(f"mtlkit: error: {e}", file=sys.stderr)
+        print("mtlkit: error: " + " ".join(line.strip() for line in str(e).splitlines() if line.strip()),
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("mtlkit: interrupted", file=sys.stderr)
@@ -195,6 +257,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into a reader that stopped (`mtlkit methods | head`)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as e:
+        if e.filename is None or e.errno not in _PATH_ERRNOS:
+            raise
+        where = f"{e.filename}" + (f" -> {e.filename2}" if e.filename2 else "")
+        print(f"mtlkit: error: {where}: {e.strerror or e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -69,7 +69,12 @@ def _experiment(args: argparse.Namespace) -> str | None:
 
 
 def _out(args: argparse.Namespace, default: Path) -> Path:
-    return args.out if args.out is not None else default
+    """The figures' folder (``--out``, else ``default``), refused in one line if it cannot be written."""
+    from mtlkit.cli import check_output_path
+
+    out = args.out if args.out is not None else default
+    check_output_path(out, "--out")
+    return out
 
 
 def _report_written(paths: list[Path]) -> None:
@@ -161,13 +166,13 @@ def run_relations(args: argparse.Namespace) -> int:
     from mtlkit.analysis.relations import axis_labels, task_relations
     from mtlkit.train import run as run_module
 
-    saved = run_module.load(args.run)
+    saved = run_module.load(args.run)  # a damaged or edited run: an MtlkitError naming the file
+    out = _out(args, args.run / "plots")
     mats = task_relations(saved)
     if not mats:
         raise MtlkitError(f"method {saved.method!r} exposes no task-relation matrix (its model defines no "
                           "task_relations()); nothing to plot")
     names = saved.info.spec.names
-    out = _out(args, args.run / "plots")
     written: list[Path] = []
     for name, m in mats.items():
         rows = axis_labels(m.shape[0], names)

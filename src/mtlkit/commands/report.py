@@ -42,15 +42,17 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Build the report from the store, print its Markdown, write the files asked for."""
+    from mtlkit.cli import check_output_path
     from mtlkit.experiments.report import FORMATS, report_from_store, to_markdown, write_report
     from mtlkit.experiments.store import ResultsStore
 
     store = ResultsStore(args.store, create=False)
+    out = args.out if args.out is not None else args.store.parent
+    check_output_path(out, "--out")
     experiment = None if args.experiment in ("all", "*", "") else args.experiment
     rep = report_from_store(store, experiment, split_names(args.dataset), split_names(args.method), args.metric,
                             args.reference)
     formats = FORMATS if args.format == "all" else (args.format,)
-    out = args.out if args.out is not None else args.store.parent
     paths = write_report(rep, out, formats, stem=f"report-{experiment or 'all'}")
     print(to_markdown(rep))
     print("wrote " + ", ".join(map(str, paths)), file=sys.stderr)

@@ -61,7 +61,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 def cmd_train(args: argparse.Namespace) -> int:
     """Load the data, make the split, train (or resume), print the test metrics, save if asked."""
     import mtlkit
-    from mtlkit.cli import _parse_hparams, load_data_from_args
+    from mtlkit.cli import _parse_hparams, check_output_path, load_data_from_args
     from mtlkit.experiments.bench import make_splits
     from mtlkit.train import checkpoint as ckpt_io
     from mtlkit.train.run import grid_point_path
@@ -70,6 +70,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise MtlkitError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
     if (args.resume or args.checkpoint_every) and args.checkpoint is None:
         raise MtlkitError(f"{'--resume' if args.resume else '--checkpoint-every'} needs --checkpoint FILE")
+    for option, path, kind in (("--save", args.save, "dir"), ("--checkpoint", args.checkpoint, "file"),
+                               ("--tensorboard", args.tensorboard, "dir")):
+        if path is not None:  # before any training: a run is not lost to an output path that cannot be written
+            check_output_path(path, option, kind)
     entry = mtlkit.methods.get(args.method)
     hparams = _parse_hparams(args.set)
     data = load_data_from_args(args)

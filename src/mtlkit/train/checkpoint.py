@@ -82,13 +82,18 @@ def decode_tree(obj: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
 # ---------------------------------------------------------------------- the file
 def write_atomic(path: str | Path, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> Path:
     """Write ``tensors`` + ``meta`` (JSON in the header metadata) as one safetensors file, atomically:
-    temporary file in the same directory, fsync, ``os.replace``. On failure the old file is untouched."""
+    temporary file in the same directory, fsync, ``os.replace``. On failure the old file is untouched; a
+    folder that cannot be written is an `MtlkitError` naming the path."""
     from safetensors.torch import save
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     blob = save(dict(tensors), metadata={"format": FORMAT, META_KEY: json.dumps(meta, allow_nan=False)})
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        reason = f"{e.strerror}: {e.filename}" if e.strerror and e.filename else str(e)
+        raise MtlkitError(f"cannot write the checkpoint {path} ({reason})") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(blob)
@@ -127,7 +132,13 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     if header.get("format") != FORMAT or META_KEY not in header:
         raise MtlkitError(f"{path} is not an mtlkit training checkpoint (format {header.get('format')!r}, "
                           f"expected {FORMAT!r})")
-    return json.loads(header[META_KEY])
+    try:
+        meta = json.loads(header[META_KEY])
+    except json.JSONDecodeError as e:
+        raise MtlkitError(f"{path} is a damaged training checkpoint (its metadata is not JSON: {e})") from None
+    if not isinstance(meta, dict):
+        raise MtlkitError(f"{path} is a damaged training checkpoint (its metadata is not a JSON object)")
+    return meta
 
 
 def read(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -135,7 +146,11 @@ def read(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     from safetensors.torch import load_file
 
     meta = read_meta(path)
-    return load_file(str(path)), meta
+    try:
+        return load_file(str(path)), meta
+    except Exception as e:  # safetensors' own error type: truncated or damaged tensor data
+        raise MtlkitError(f"{path} is a damaged training checkpoint ({str(e).strip() or type(e).__name__})") \
+            from None
 
 
 # ---------------------------------------------------------------------- what a training run stores
@@ -234,6 +249,14 @@ def load_training_state(path: str | Path, fingerprint: Mapping[str, Any] | None 
                               + (f"; and {len(diff) - 4} more" if len(diff) > 4 else "")
                               + "); resume the same run, or start afresh without resume")
 
+    try:
+        return _training_state(tensors, meta)
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        what = f"{e.args[0]!r} is missing" if isinstance(e, KeyError) and e.args else f"{type(e).__name__}: {e}"
+        raise MtlkitError(f"{path} is a damaged training checkpoint ({what})") from None
+
+
+def _training_state(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> TrainingState:
     def group(prefix: str, keys: list[str]) -> dict[str, torch.Tensor]:
         return {k: tensors[f"{prefix}.{k}"] for k in keys}
 
@@ -255,6 +278,10 @@ def load_training_state(path: str | Path, fingerprint: Mapping[str, Any] | None 
 def describe(path: str | Path) -> str:
     """One line saying where a checkpoint stands (for the CLI): epoch, step within it, steps in all."""
     meta = read_meta(path)
-    pos, h = meta["position"], meta["history"]
-    end = " (finished: diverged)" if h["diverged"] else " (finished: stopped early)" if h["stopped_early"] else ""
-    return f"epoch {pos['epoch']}, step {pos['step']} of it, {pos['global_step']} steps in all{end}"
+    try:
+        pos, h = meta["position"], meta["history"]
+        end = " (finished: diverged)" if h["diverged"] else " (finished: stopped early)" if h["stopped_early"] else ""
+        return f"epoch {pos['epoch']}, step {pos['step']} of it, {pos['global_step']} steps in all{end}"
+    except (KeyError, TypeError) as e:
+        what = f"{e.args[0]!r} is missing" if isinstance(e, KeyError) and e.args else f"{type(e).__name__}: {e}"
+        raise MtlkitError(f"{path} is a damaged training checkpoint ({what})") from None

@@ -28,7 +28,7 @@ from mtlkit.train.config import merge_hparams, method_defaults, method_params
 from mtlkit.train.distributed import DistContext
 from mtlkit.train.losses import TaskLoss
 from mtlkit.train.metrics import LOWER_IS_BETTER, PRIMARY_METRIC, average, compute_metrics
-from mtlkit.train.trainer import History, fit_sgd
+from mtlkit.train.trainer import History, TrainingDiverged, fit_sgd
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -178,49 +178,178 @@ class Run:
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path) -> Path:
-        """Write ``model.safetensors`` (weights, standardisation, transform) and ``run.json``."""
-        from safetensors.torch import save_file
+        """Write ``model.safetensors`` (weights, standardisation, transform) and ``run.json``, which records the
+        model file's sha256 (`load` checks it). Each file is written beside itself and renamed into place; a
+        folder that cannot be written is an `MtlkitError` naming it."""
+        import hashlib
+
+        from safetensors.torch import save as safetensors_bytes
 
         d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
         tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in self.model.state_dict().items()}
         for k, v in self.normalizer.state().items():
             tensors[f"normalizer.{k}"] = torch.as_tensor(np.ascontiguousarray(v))
         if self.transform is not None:
             for k, v in self.transform.state().items():
                 tensors[f"transform.{k}"] = torch.as_tensor(np.ascontiguousarray(v))
-        save_file(tensors, str(d / "model.safetensors"))
-        meta = {"format": "mtlkit-run/1", "method": self.method, "hparams": self.hparams,
+        blob = safetensors_bytes(tensors)
+        meta = {"format": RUN_FORMAT, "method": self.method, "hparams": self.hparams,
                 "info": self.info.to_json(), "seed": self.seed, "dataset": self.dataset,
                 "checksum": self.checksum, "train_seconds": self.train_seconds,
                 "transform": "pca" if self.transform is not None else None, "versions": versions(),
                 "history": self.history.to_json() if self.history is not None else None,
-                "selection": self.selection}
-        (d / "run.json").write_text(json.dumps(meta, indent=1))
+                "selection": self.selection, "model_sha256": hashlib.sha256(blob).hexdigest()}
+        text = json.dumps(meta, indent=1)
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            _write_replace(d / MODEL_FILE, blob)
+            _write_replace(d / RUN_FILE, text.encode())
+        except OSError as e:
+            raise MtlkitError(f"cannot save the run to {d}: {os_reason(e)}") from None
         return d
 
     def __repr__(self) -> str:
         return f"Run({self.method!r}, {self.info.n_tasks} tasks, hparams={self.hparams})"
 
 
-def load(directory: str | Path, device: str | torch.device | None = "cpu") -> Run:
-    """Load a saved `Run` (safetensors + JSON; nothing is unpickled)."""
-    from safetensors.torch import load_file
+RUN_FORMAT = "mtlkit-run/1"
+RUN_FILE, MODEL_FILE = "run.json", "model.safetensors"
+RUN_KEYS = ("format", "method", "hparams", "info", "seed")
+"""Keys every saved ``run.json`` has (the others have defaults; ``model_sha256`` is absent in older runs)."""
 
+
+def os_reason(e: OSError) -> str:
+    """An OSError as 'reason: path' without the errno prefix."""
+    reason = e.strerror or str(e)
+    return f"{reason}: {e.filename}" if e.filename else reason
+
+
+def _write_replace(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _error_detail(e: BaseException) -> str:
+    return f"key {e.args[0]!r} is missing" if isinstance(e, KeyError) and e.args else f"{type(e).__name__}: {e}"
+
+
+def _read_run_json(path: Path) -> dict[str, Any]:
+    """``run.json`` as a dict with every key of `RUN_KEYS`; anything else is an `MtlkitError` naming the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise MtlkitError(f"{path} cannot be read ({e})") from None
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise MtlkitError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}): the saved run "
+                          "is damaged or was edited; save it again") from None
+    if not isinstance(meta, dict):
+        raise MtlkitError(f"{path} is not a saved run's description (a JSON object expected, got "
+                          f"{type(meta).__name__})")
+    missing = [k for k in RUN_KEYS if k not in meta]
+    if missing:
+        raise MtlkitError(f"{path} lacks the key{'s' * (len(missing) > 1)} {', '.join(map(repr, missing))} "
+                          f"(a saved run's {RUN_FILE} has {', '.join(RUN_KEYS)})")
+    if meta["format"] != RUN_FORMAT:
+        raise MtlkitError(f"{path} has format {meta['format']!r}; this mtlkit reads {RUN_FORMAT!r}")
+    for key, kind in (("method", str), ("hparams", dict), ("info", dict), ("seed", int)):
+        if not isinstance(meta[key], kind) or isinstance(meta[key], bool):
+            raise MtlkitError(f"{path}: {key!r} must be a {'JSON object' if kind is dict else kind.__name__}, "
+                              f"got {json.dumps(meta[key])[:60]}")
+    return meta
+
+
+def _read_model_file(path: Path, sha256: Any) -> dict[str, torch.Tensor]:
+    """The tensors of ``model.safetensors``, after checking that it parses and (when ``run.json`` records one)
+    that its sha256 is the recorded one."""
+    import hashlib
+
+    from safetensors.torch import load as safetensors_load
+
+    try:
+        blob = path.read_bytes()
+    except OSError as e:
+        raise MtlkitError(f"{path} cannot be read ({os_reason(e)})") from None
+    try:
+        tensors = safetensors_load(blob)
+    except Exception as e:  # safetensors' own error type: a truncated, damaged or foreign file
+        raise MtlkitError(f"{path} is not a readable safetensors file ({str(e).strip() or type(e).__name__}): it is "
+                          "truncated or damaged; save the run again") from None
+    if sha256 is not None:
+        got = hashlib.sha256(blob).hexdigest()
+        if got != sha256:
+            raise MtlkitError(f"{path} was changed after saving: its sha256 {got[:12]}... differs from the "
+                              f"{str(sha256)[:12]}... recorded in {RUN_FILE}")
+    return tensors
+
+
+def _check_model_tensors(path: Path, method: str, expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor]
+                         ) -> None:
+    """Tensor names and shapes of the saved model against the model ``run.json`` describes."""
+    def few(items: list[str]) -> str:
+        return ", ".join(items[:3]) + (f" and {len(items) - 3} more" if len(items) > 3 else "")
+
+    problems = []
+    missing = [f"model.{k}" for k in expected if k not in state]
+    extra = [f"model.{k}" for k in state if k not in expected]
+    shapes = [f"model.{k} is {list(v.shape)}, expected {list(expected[k].shape)}" for k, v in state.items()
+              if k in expected and tuple(v.shape) != tuple(expected[k].shape)]
+    if missing:
+        problems.append(f"missing {few(missing)}")
+    if extra:
+        problems.append(f"unexpected {few(extra)}")
+    if shapes:
+        problems.append(few(shapes))
+    if problems:
+        raise MtlkitError(f"{path} does not fit the {method!r} model that {RUN_FILE} describes: {'; '.join(problems)}")
+
+
+def load(directory: str | Path, device: str | torch.device | None = "cpu") -> Run:
+    """Load a saved `Run` (safetensors + JSON; nothing is unpickled).
+
+    A damaged or edited run is an `MtlkitError` naming the file and what is wrong: a missing file, ``run.json``
+    not JSON or without a key, ``model.safetensors`` truncated or not safetensors, its sha256 not the one
+    ``run.json`` records (runs saved before it was recorded load without the check), or tensors whose names or
+    shapes do not fit the model ``run.json`` describes."""
     d = Path(directory)
-    for f in ("run.json", "model.safetensors"):
-        if not (d / f).exists():
+    if not d.is_dir():
+        raise MtlkitError(f"{d} is not a saved run: " + ("it is a file, not a folder" if d.exists() else
+                                                        "no such folder"))
+    for f in (RUN_FILE, MODEL_FILE):
+        if not (d / f).is_file():
             raise MtlkitError(f"{d} is not a saved run: {f} is missing")
-    meta = json.loads((d / "run.json").read_text())
+    meta_path, model_path = d / RUN_FILE, d / MODEL_FILE
+    meta = _read_run_json(meta_path)
     dev = resolve_device(device)
-    info = DataInfo.from_json(meta["info"])
-    entry = registry.get(meta["method"])
-    torch.manual_seed(0)
-    parts = build_method(entry, info, dict(meta["hparams"]))
-    tensors = load_file(str(d / "model.safetensors"))
+    try:
+        info = DataInfo.from_json(meta["info"])
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise MtlkitError(f"{meta_path}: 'info' is not a data description ({_error_detail(e)})") from None
+    try:
+        entry = registry.get(meta["method"])
+        torch.manual_seed(0)
+        parts = build_method(entry, info, dict(meta["hparams"]))
+    except MtlkitError as e:
+        raise MtlkitError(f"{meta_path}: {e}") from None
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise MtlkitError(f"{meta_path}: method {meta['method']!r} cannot be built from its 'hparams' and 'info' "
+                          f"({_error_detail(e)})") from None
+    tensors = _read_model_file(model_path, meta.get("model_sha256"))
     state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    _check_model_tensors(model_path, entry.name, parts.model.state_dict(), state)
     parts.model.load_state_dict(state, strict=True)
     parts.model.to(dev)
+    needed = [f"normalizer.{k}" for k in ("x_mean", "x_std", "y_mean", "y_std")]
+    if meta.get("transform") == "pca":
+        needed += ["transform.pca_mean", "transform.pca_components"]
+    absent = [k for k in needed if k not in tensors]
+    if absent:
+        raise MtlkitError(f"{model_path} lacks the tensor{'s' * (len(absent) > 1)} {', '.join(absent)}")
     norm = Normalizer.from_state({k[len("normalizer."):]: v.numpy() for k, v in tensors.items()
                                   if k.startswith("normalizer.")})
     transform = None
@@ -228,12 +357,16 @@ def load(directory: str | Path, device: str | torch.device | None = "cpu") -> Ru
         transform = FittedPCA(tensors["transform.pca_mean"].numpy(), tensors["transform.pca_components"].numpy())
     hist = None
     if meta.get("history"):
-        h = meta["history"]
-        hist = History([np.asarray(v) for v in h["train_loss"]], [np.asarray(v) for v in h["val_loss"]],
-                       h["best_epoch"], h["best_val"] if h["best_val"] is not None else math.inf,
-                       h["diverged"], h["stopped_early"])
+        try:
+            h = meta["history"]
+            hist = History([np.asarray(v, dtype=np.float64) for v in h["train_loss"]],
+                           [np.asarray(v, dtype=np.float64) for v in h["val_loss"]], int(h["best_epoch"]),
+                           float(h["best_val"]) if h["best_val"] is not None else math.inf, bool(h["diverged"]),
+                           bool(h["stopped_early"]))
+        except (KeyError, TypeError, ValueError) as e:
+            raise MtlkitError(f"{meta_path}: 'history' is not a training history ({_error_detail(e)})") from None
     return Run(meta["method"], meta["hparams"], info, parts.model, norm, transform, hist, None, meta["seed"],
-               dev, meta["train_seconds"], meta.get("selection"), meta.get("dataset", "custom"),
+               dev, float(meta.get("train_seconds") or 0.0), meta.get("selection"), meta.get("dataset", "custom"),
                meta.get("checksum", ""))
 
 
@@ -294,11 +427,14 @@ def train_one(method: str, split: Split, hparams: dict[str, Any] | None = None, 
             _pretrain(entry.pretrain, parts, info, hp, loss, train_dd, val_dd, seed, dev, progress, distributed)
         ident = {"method": entry.name, "data": train.checksum()} if checkpoint is not None else None
         w = _task_weights(task_weights, info.n_tasks, dev)
-        hist = fit_sgd(parts, loss, train_dd, val_dd, hp, seed=seed, task_weights=w, progress=progress,
-                       checkpoint=checkpoint,
-                       checkpoint_every=checkpoint_every, resume=resume, tensorboard=tensorboard,
-                       task_names=info.spec.names, fingerprint=ident, distributed=distributed,
-                       epoch_callback=epoch_callback)
+        try:
+            hist = fit_sgd(parts, loss, train_dd, val_dd, hp, seed=seed, task_weights=w, progress=progress,
+                           checkpoint=checkpoint,
+                           checkpoint_every=checkpoint_every, resume=resume, tensorboard=tensorboard,
+                           task_names=info.spec.names, fingerprint=ident, distributed=distributed,
+                           epoch_callback=epoch_callback)
+        except TrainingDiverged as e:  # name the method: "hard-share diverged in epoch 2 (steps 13-24): ..."
+            raise e.named(entry.name) from None
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     secs = time.perf_counter() - t0
@@ -332,8 +468,11 @@ def _pretrain(name: str, parts: MethodParts, info: DataInfo, hp: dict[str, Any],
     torch.manual_seed(seed)
     pre_parts = build_method(pre, info, pre_hp)
     pre_parts.model.to(dev)
-    fit_sgd(pre_parts, loss, train, val, pre_hp, seed=seed, progress=progress, task_names=info.spec.names,
-            distributed=distributed)
+    try:
+        fit_sgd(pre_parts, loss, train, val, pre_hp, seed=seed, progress=progress, task_names=info.spec.names,
+                distributed=distributed)
+    except TrainingDiverged as e:
+        raise e.named(f"{name} (pretraining)") from None
     parts.warm_start(pre_parts.model)
     parts.model.to(dev)
 
@@ -367,7 +506,10 @@ def train(method: str, split: Split, hparams: dict[str, Any] | None = None, seed
     """Train ``method`` on ``split``; with a ``grid`` (name -> values), train every combination and keep
     the one with the best mean validation primary metric (RMSE, error %, or cross-entropy).
 
-    The returned run's ``selection`` lists every configuration tried with its validation score.
+    The returned run's ``selection`` lists every configuration tried with its validation score. A training
+    run that diverges (`TrainingDiverged`) raises for a single configuration; in a grid it is recorded in
+    ``selection`` with ``"failed"`` (the error) and a None score, and the grid goes on; only when no
+    configuration ends with a finite validation score is it an error, naming the first failure.
     ``checkpoint`` (a file) and ``tensorboard`` (a directory) get one sub-directory ``cfg-<i>`` per grid
     point; with ``resume`` every grid point continues from its checkpoint (one not reached yet starts).
     ``task_weights``, ``epoch_callback``: see `train_one`.
@@ -388,10 +530,16 @@ def train(method: str, split: Split, hparams: dict[str, Any] | None = None, seed
     for i, cfg in enumerate(configs):
         ck = grid_point_path(checkpoint, i, len(configs), is_dir=False) if checkpoint is not None else None
         tb = grid_point_path(tensorboard, i, len(configs), is_dir=True) if tensorboard is not None else None
-        run = train_one(method, split, cfg, seed=seed, device=device, progress=progress, standardize=standardize,
-                        checkpoint=ck, checkpoint_every=checkpoint_every,
-                        resume=resume and ck is not None and ck.is_file(), tensorboard=tb,
-                        distributed=distributed, task_weights=task_weights, epoch_callback=epoch_callback)
+        try:
+            run = train_one(method, split, cfg, seed=seed, device=device, progress=progress,
+                            standardize=standardize, checkpoint=ck, checkpoint_every=checkpoint_every,
+                            resume=resume and ck is not None and ck.is_file(), tensorboard=tb,
+                            distributed=distributed, task_weights=task_weights, epoch_callback=epoch_callback)
+        except TrainingDiverged as e:
+            if len(configs) == 1:
+                raise
+            tried.append({"hparams": cfg, f"val_{PRIMARY_METRIC[split.train.kind]}": None, "failed": str(e)})
+            continue
         if len(configs) == 1:
             return run
         ev = run.evaluate("val")
@@ -401,8 +549,12 @@ def train(method: str, split: Split, hparams: dict[str, Any] | None = None, seed
         if math.isfinite(score) and (best is None or sign * score < best_score):
             best, best_score = run, sign * score
     if best is None:
-        raise MtlkitError(f"every configuration of {method!r} diverged (non-finite validation metric); "
-                          "try a lower learning rate")
+        failed = [t["failed"] for t in tried if "failed" in t]
+        rest = len(tried) - len(failed)
+        why = (f"{len(failed)} diverged in training (first: {failed[0]})" if failed else "") + \
+            (", " if failed and rest else "") + (f"{rest} ended with a non-finite validation metric" if rest else "")
+        raise MtlkitError(f"every configuration of {method!r} failed: {why}"
+                          + ("" if failed else "; try a lower learning rate"))
     best.selection = tried
     best.train_seconds = time.perf_counter() - t0
     return best

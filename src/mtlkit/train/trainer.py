@@ -42,6 +42,32 @@ class History:
                 "diverged": self.diverged, "stopped_early": self.stopped_early}
 
 
+class TrainingDiverged(MtlkitError):
+    """The training (or validation) loss became NaN or inf: the run stops and is not reported.
+
+    ``epoch`` is 1-based; ``steps`` the (first, last) optimisation step of that epoch (the loss is read once per
+    epoch, so the first non-finite step lies between them); ``value`` "nan" or "inf"; ``part`` "training" or
+    "validation"; ``lr`` the run's initial learning rate; ``method`` the method's name once known."""
+
+    def __init__(self, epoch: int, steps: tuple[int, int], value: str, part: str, lr: float,
+                 method: str | None = None) -> None:
+        self.epoch, self.steps, self.value, self.part, self.lr, self.method = epoch, steps, value, part, lr, method
+        where = f"steps {steps[0]}-{steps[1]}" if steps[0] < steps[1] else f"step {steps[1]}"
+        super().__init__(f"{method or 'training'} diverged in epoch {epoch} ({where}): the {part} loss became "
+                         f"{value}; lower lr (now {lr:g})")
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable with its fields (worker processes, optuna)
+        return (type(self), (self.epoch, self.steps, self.value, self.part, self.lr, self.method))
+
+    def named(self, method: str) -> TrainingDiverged:
+        """The same error naming ``method``."""
+        return TrainingDiverged(self.epoch, self.steps, self.value, self.part, self.lr, method)
+
+
+def _nonfinite(values: np.ndarray) -> str:
+    return "nan" if np.isnan(values).any() else "inf"
+
+
 def make_optimizer(params: list[torch.nn.Parameter], hp: dict[str, Any]) -> torch.optim.Optimizer:
     """SGD or Adam; Adam uses torch's fused kernel (one pass over each stacked ``[T, in, out]`` tensor
     instead of several elementwise passes), which matters most when T is large."""
@@ -137,7 +163,9 @@ def fit_sgd(parts: MethodParts, loss: TaskLoss, train: DeviceData, val: DeviceDa
     method's combiner (given the per-task losses, the weights ``w`` and the model's named features), then the
     optimizer step, then each proximal step with the step's learning rate.
     Host synchronisation happens once per epoch (losses and early stopping), never per step — except at
-    the steps that write a checkpoint.
+    the steps that write a checkpoint. A non-finite training or validation loss, read with that one sync at
+    an epoch's end, stops the run: `TrainingDiverged` (an `MtlkitError` naming the epoch, its steps and the
+    learning rate) is raised after the checkpoint, if any, records the run as finished.
 
     ``checkpoint``: a file that receives the full training state (`mtlkit.train.checkpoint`) every
     ``checkpoint_every`` optimisation steps (0: at every epoch's end) and when training ends. ``resume``:
@@ -235,6 +263,7 @@ def fit_sgd(parts: MethodParts, loss: TaskLoss, train: DeviceData, val: DeviceDa
     w_host = w.detach().cpu().numpy()
     epoch = start_epoch
     unsaved = False  # progress since the last checkpoint
+    diverged: TrainingDiverged | None = None
     try:
         with progress_bar(hp["epochs"], "training", progress if main else False) as bar:
             if start_epoch:
@@ -274,8 +303,12 @@ def fit_sgd(parts: MethodParts, loss: TaskLoss, train: DeviceData, val: DeviceDa
                     _log_epoch(writer, epoch, float((w_host * tr_l).sum()), score, tr_l, va_l, names,
                                opt.param_groups[0]["lr"])
                 epoch += 1
-                if not np.isfinite(tr_l).all() or not math.isfinite(score):
+                if not np.isfinite(tr_l).all() or not math.isfinite(score):  # read with the epoch's one sync
                     hist.diverged = True
+                    bad_part = "training" if not np.isfinite(tr_l).all() else "validation"
+                    diverged = TrainingDiverged(epoch, (global_step - steps + 1 + first, global_step),
+                                                _nonfinite(tr_l if bad_part == "training" else va_l), bad_part,
+                                                float(hp["lr"]))
                     break
                 if score < hist.best_val - 1e-12:
                     hist.best_val, hist.best_epoch, bad = score, epoch - 1, 0
@@ -296,6 +329,14 @@ def fit_sgd(parts: MethodParts, loss: TaskLoss, train: DeviceData, val: DeviceDa
     finally:
         if writer is not None:
             writer.close()
+    if hist.diverged:  # the checkpoint (if any) records it as finished; a resume ends here again
+        if diverged is None:  # resumed from the checkpoint of a run that had diverged
+            last = hist.train_loss[-1] if hist.train_loss else np.array([math.nan])
+            part = "training" if not np.isfinite(last).all() or not hist.val_loss else "validation"
+            diverged = TrainingDiverged(len(hist.train_loss), (global_step, global_step),
+                                        _nonfinite(last if part == "training" else hist.val_loss[-1]), part,
+                                        float(hp["lr"]))
+        raise diverged
     model.load_state_dict(best_state)
     return hist
 
