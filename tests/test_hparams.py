@@ -1,15 +1,22 @@
 """Typed hyper-parameters: validation of values, edges of search spaces, widening, and the declarations every
-registered method exposes through `describe`."""
+registered method (and gradient combiner) makes: all declared, regularisers switchable off when tuning, builds
+at every space's extremes, one-line errors for out-of-range values, and the generated reference doc."""
 
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
+import numpy as np
 import pytest
 
+import mtlkit
+from mtlkit.data.spec import DataInfo, TaskSpec
 from mtlkit.errors import MtlkitError
 from mtlkit.hparams import HParam, Space, choice, int_range, log_range, uniform
-from mtlkit.methods import registry
+from mtlkit.methods import docs, registry
+from mtlkit.optim.combiners import COMBINERS
 from mtlkit.train.config import TRAIN_PARAMS, merge_hparams, method_defaults, method_params
 
 
@@ -85,3 +92,170 @@ def test_method_keeps_trainer_typing_when_it_only_changes_a_default():
     assert p["lr"].default == 0.1 and p["lr"].low_open and p["lr"].space is not None
     assert p["lam"].space.off == 0.0  # the regulariser switched off is in the search space
     assert registry.search_space("tomato-el")["K"].choices == (1, 2, 4, 8, 16)
+
+
+# ---------------------------------------------------------------------- every method's declarations
+METHODS = [
+    "stl", "single", "hard-share", "stl-linear", "hard-share-align", "amtfl", "deep-amtfl", "nn", "mt-nn", "go-mtl",
+    "amtl", "deep-amtl", "ple", "lasso", "l21", "rmtl", "srdml", "pcgrad", "mgda-ub", "tomato-el", "tomato-ex",
+    "inter-task-l2", "cross-stitch", "mmoe", "mrn", "dmtrl-tucker", "trace-norm-laf", "trace-norm-tucker",
+    "trace-norm-tt", "stl-cnn",
+]
+COMPOSED = ["srdml+pcgrad", "tomato-el+mgda-ub", "hard-share+mgda-ub"]
+CLOSED_FORM_LIKE = ["stl-linear", "lasso", "l21", "rmtl", "go-mtl", "amtl"]
+REGULARISER = re.compile(r"^(lam(_\w+)?|mu|gamma|alpha|reg|trade_off|delta|eps|C)$")
+NO_OFF = {("stl-linear", "alpha"), ("stl-linear", "C"), ("go-mtl", "lam")}  # each doc says why
+
+
+def test_the_parametrisation_is_every_registered_method():
+    assert sorted(METHODS) == sorted(registry.names()) and len(METHODS) == len(registry.names())
+
+
+def _space_values(s: Space) -> list:
+    """The values at the edges of a space (and its off value): what a tuner may hand a build at the extremes."""
+    if s.kind == "choice":
+        vals = list(s.choices)
+    elif s.kind == "int":
+        vals = [int(s.low), int(s.high)]
+    else:
+        vals = [s.low, s.high]
+    return vals + ([s.off] if s.off is not None else [])
+
+
+@pytest.mark.parametrize("name", METHODS + COMPOSED)
+def test_every_parameter_is_declared_and_its_space_is_valid(name):
+    entry = registry.get(name)
+    params = method_params(entry)
+    assert params, name
+    for k, p in params.items():
+        assert p.declared and p.doc.strip() and "\n" not in p.doc, (name, k)
+        assert p.check(p.default, name) == p.default, (name, k)
+        if p.space is None:
+            continue
+        for v in _space_values(p.space):
+            p.check(list(v) if isinstance(v, tuple) else v, name)  # every value the tuner may try is valid
+        s, d = p.space, p.default  # the default is one of the values searched
+        if s.kind == "choice":
+            assert (tuple(d) if isinstance(d, list) else d) in s.choices or d == s.off, (name, k)
+        else:
+            assert d == s.off or s.low <= d <= s.high, (name, k)
+    for kind in entry.kinds:  # the default selection grid lies inside the tuning space
+        for k, values in entry.grid_for(kind).items():
+            s = params[k].space
+            if s is None:
+                continue
+            for v in values:
+                if s.kind == "choice":
+                    assert (tuple(v) if isinstance(v, list) else v) in s.choices, (name, k, v)
+                else:
+                    assert v == s.off or s.low <= v <= s.high, (name, k, v)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_regularisers_can_be_switched_off_when_tuning(name):
+    params = method_params(registry.get(name))
+    found = [k for k, p in params.items() if p.type == "float" and REGULARISER.match(k)]
+    for k in found:
+        s = params[k].space
+        assert s is not None, f"{name}: regulariser {k} has no tuning space"
+        if (name, k) in NO_OFF:
+            assert s.off is None and "off" in params[k].doc, (name, k)  # the doc says why 0 is not tried
+        else:
+            assert s.off == 0.0, f"{name}: the space of {k} does not include switching it off (0)"
+    expected = {"stl": [], "single": [], "hard-share": [], "cross-stitch": [], "mmoe": [], "ple": [], "pcgrad": [],
+                "mgda-ub": [], "hard-share-align": [], "stl-cnn": [], "stl-linear": ["alpha", "C"],
+                "lasso": ["lam"], "l21": ["lam"], "rmtl": ["lam_l", "lam_s"], "go-mtl": ["mu", "lam"],
+                "amtl": ["mu", "lam"], "nn": ["lam"], "mt-nn": ["mu", "lam"], "srdml": ["lam"],
+                "amtfl": ["alpha", "gamma", "mu", "lam", "delta"],
+                "deep-amtfl": ["alpha", "gamma", "mu", "lam", "delta"], "deep-amtl": ["mu", "lam_b", "lam", "delta"],
+                "tomato-el": ["lam", "reg"], "tomato-ex": ["lam", "reg"],
+                "inter-task-l2": ["mu"], "mrn": ["trade_off"], "dmtrl-tucker": ["eps"],
+                **{f"trace-norm-{k}": ["gamma"] for k in ("laf", "tucker", "tt")}}[name]
+    assert sorted(found) == sorted(expected), name
+
+
+@pytest.mark.parametrize("name", CLOSED_FORM_LIKE)
+def test_closed_form_spaces_cover_the_grid_by_a_decade_each_side(name):
+    entry, params = registry.get(name), method_params(registry.get(name))
+    for kind in entry.kinds:
+        for k, values in entry.grid_for(kind).items():
+            s = params[k].space
+            assert s.kind == "log", (name, k)
+            assert s.low <= min(values) / 10 * (1 + 1e-9) and s.high >= max(values) * 10 * (1 - 1e-9), (name, k)
+
+
+def test_stl_linear_spaces_depend_on_the_task_kind():
+    assert set(registry.search_space("stl-linear", "regression")) == {"alpha"}
+    assert set(registry.search_space("stl-linear", "binary")) == {"C"} == set(registry.search_space("stl-linear",
+                                                                                                    "multiclass"))
+    assert set(registry.search_space("stl-linear")) == {"alpha", "C"}  # no kind: every space (backward compatible)
+    assert registry.search_space("lasso", "binary") == registry.search_space("lasso")
+    assert "regression only" in registry.describe("stl-linear")["hyperparameters"]["alpha"]["search"]
+
+
+@pytest.mark.parametrize("name", COMPOSED)
+def test_composed_methods_carry_the_combiners_declarations(name):
+    base, _, comb = name.rpartition("+")
+    entry = registry.get(name)
+    names = [p.name for p in entry.params]
+    assert len(names) == len(set(names))
+    assert set(names) == {p.name for p in registry.get(base).params} | {p.name for p in COMBINERS[comb].params}
+    d = registry.describe(name)
+    assert d["defaults"] == {**registry.describe(base)["defaults"], **COMBINERS[comb].defaults}
+    for p in COMBINERS[comb].params:
+        assert d["hyperparameters"][p.name]["doc"] == p.doc and d["hyperparameters"][p.name]["valid"] == p.valid_text()
+    assert method_params(registry.get("mgda-ub"))["mgda_iters"] == COMBINERS["mgda-ub"].params[1]
+
+
+def test_combiner_parameters_are_declared():
+    assert COMBINERS["pcgrad"].params == () and COMBINERS["pcgrad"].defaults == {}
+    p = {q.name: q for q in COMBINERS["mgda-ub"].params}
+    assert COMBINERS["mgda-ub"].defaults == {"mgda_norm": "none", "mgda_iters": 250}
+    assert p["mgda_norm"].choices == ("none", "l2", "loss", "loss+") and p["mgda_iters"].low == 1
+    with pytest.raises(MtlkitError, match="mgda_iters"):
+        p["mgda_iters"].check(0, "hard-share+mgda-ub")
+
+
+def _info(kind: str = "regression", T: int = 3, d: int = 24) -> DataInfo:  # d ≥ go-mtl's largest k
+    return DataInfo(TaskSpec(kind, tuple(f"t{i}" for i in range(T)), (1 if kind == "regression" else 2,) * T),
+                    (d,), True, train_sizes=(10, 12, 14))
+
+
+@pytest.mark.parametrize("name", METHODS + COMPOSED)
+def test_builds_at_the_extremes_of_every_space(name):
+    """A tuner may hand a build any value of a space: build the model (no training) with each space's edge values,
+    one parameter at a time, and with all of them at their low / high / off ends together."""
+    entry, params = registry.get(name), method_params(registry.get(name))
+    defaults = method_defaults(entry)
+    info = _info()
+    spaces = {k: p.space for k, p in params.items() if p.space is not None}
+    trials = [{k: v} for k, s in spaces.items() for v in _space_values(s)]
+    for end in (0, -1):
+        trials.append({k: _space_values(s)[:2 if s.kind != "choice" else len(s.choices)][end]
+                       for k, s in spaces.items()})
+    trials.append({k: s.off for k, s in spaces.items() if s.off is not None})
+    for t in trials:
+        hp = merge_hparams(defaults, {k: list(v) if isinstance(v, tuple) else v for k, v in t.items()}, name, params)
+        parts = entry.build(info, hp)
+        assert sum(p.numel() for p in parts.model.parameters()) > 0, (name, t)
+
+
+@pytest.mark.parametrize(("name", "bad"), [
+    ("tomato-el", {"lam": -1e-3}), ("srdml", {"dist": "l3"}), ("stl-linear", {"C": 0.0}), ("go-mtl", {"k": 0}),
+    ("dmtrl-tucker", {"eps": 1.0}), ("hard-share+mgda-ub", {"mgda_iters": 0}), ("mmoe", {"dropout": 1.0}),
+    ("trace-norm-tt", {"gamma": -0.1}), ("lasso", {"tol": -1.0}), ("deep-amtfl", {"hidden": [0]}),
+])
+def test_out_of_range_value_through_train_is_one_line(name, bad):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 4))
+    Y = X @ rng.normal(size=(4, 2))
+    split = mtlkit.MultiTaskData.from_shared(X, Y, kind="regression").split(test=0.2, val=0.2, seed=0)
+    with pytest.raises(MtlkitError) as e:
+        mtlkit.train(name, split, hparams={"epochs": 1, **bad}, seed=0, device="cpu")
+    msg = str(e.value)
+    assert "\n" not in msg and name in msg and next(iter(bad)) in msg
+
+
+def test_reference_doc_is_generated_from_the_declarations():
+    path = Path(__file__).resolve().parents[1] / "docs" / "hyperparameters.md"
+    assert path.read_text(encoding="utf-8") == docs.render(), f"docs/hyperparameters.md is stale: run {docs.COMMAND}"

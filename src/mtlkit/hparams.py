@@ -166,7 +166,9 @@ class HParam:
 
     ``low``/``high`` bound valid numbers (inclusive; ``low_open``/``high_open`` make a bound strict, e.g. a
     learning rate > 0); ``choices`` lists the valid values of a ``str`` (or any) parameter. ``space`` is the
-    tuning search space; None means the value stays fixed at its default when tuning.
+    tuning search space; None means the value stays fixed at its default when tuning. ``kinds``: the task kinds
+    the parameter is tuned for (None: all); tuning for another kind leaves it at its default (``stl-linear``'s
+    ``alpha`` matters for regression only, ``C`` for classification only).
     """
 
     name: str
@@ -180,10 +182,22 @@ class HParam:
     choices: tuple[Any, ...] | None = None
     space: Space | None = None
     declared: bool = field(default=True, compare=False)
+    kinds: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.type not in TYPES:
             raise ValueError(f"hyper-parameter {self.name!r}: unknown type {self.type!r}; one of {TYPES}")
+
+    def tuned_for(self, kind: str | None) -> bool:
+        """Whether tuning for tasks of ``kind`` searches this parameter: it has a space, and ``kind`` is None or
+        one of its ``kinds``."""
+        return self.space is not None and (kind is None or self.kinds is None or kind in self.kinds)
+
+    def search_text(self) -> str | None:
+        """The tuning space in a line, with the task kinds it is limited to: ``log[0.01, 1000] (regression only)``."""
+        if self.space is None:
+            return None
+        return self.space.text() + (f" ({', '.join(self.kinds)} only)" if self.kinds is not None else "")
 
     def check(self, value: Any, method: str = "") -> Any:
         """``value`` validated (and an int given for a float made a float); a one-line `MtlkitError` naming the
@@ -239,7 +253,7 @@ class HParam:
     def describe(self) -> dict[str, Any]:
         """A JSON-able description: type, default, valid values, doc and tuning space."""
         return {"type": self.type, "default": self.default, "valid": self.valid_text(), "doc": self.doc,
-                "search": None if self.space is None else self.space.text()}
+                "search": self.search_text()}
 
 
 def infer(name: str, default: Any) -> HParam:

@@ -30,12 +30,20 @@ from torch import nn
 from mtlkit.data.spec import DataInfo
 from mtlkit.data.splits import Split
 from mtlkit.errors import MtlkitError
+from mtlkit.hparams import HParam
 from mtlkit.methods.base import MethodInfo, MethodParts, ModelOutput
-from mtlkit.methods.baselines import ARCH_DEFAULTS, ARCH_GRID, HardShareNet, _flatten
+from mtlkit.methods.baselines import ARCH_DEFAULTS, ARCH_GRID, ARCH_PARAMS, HardShareNet, _flatten
 from mtlkit.methods.registry import register
 
 ALIGN_PHASES = ("joint", "fixed")
-ALIGN_DEFAULTS: dict[str, Any] = {**ARCH_DEFAULTS, "align": True, "align_phase": "joint"}
+ALIGN_PARAMS: tuple[HParam, ...] = (
+    *ARCH_PARAMS,
+    HParam("align", "bool", True, "train the alignment matrices R_t (False: R = I, the same model without "
+           "alignment, the paper's comparison)"),
+    HParam("align_phase", "str", "joint", "joint: R, bottom and heads trained together; fixed: the bottom frozen, "
+           "R + heads trained (Algorithm 1 step 3, meant for a trained bottom: align_run)", choices=ALIGN_PHASES),
+)
+ALIGN_DEFAULTS: dict[str, Any] = {p.name: p.default for p in ALIGN_PARAMS}
 
 
 class Alignment(nn.Module):
@@ -231,5 +239,5 @@ register(MethodInfo(
             "(bottom frozen: R + heads); align=False freezes R = I. The two-phase recipe: train hard-share, then "
             "methods.alignment.align_run(run, phase='fixed').",
     paper="Wu, Zhang & Ré, Understanding and Improving Information Transfer in Multi-Task Learning (ICLR 2020)",
-    build=build_hard_share_align, defaults=ALIGN_DEFAULTS, grid=ARCH_GRID,
+    build=build_hard_share_align, params=ALIGN_PARAMS, grid=ARCH_GRID,
 ))

@@ -52,24 +52,55 @@ from torch import nn
 
 from mtlkit.data.spec import DataInfo, TaskSpec
 from mtlkit.data.tensors import Batch
+from mtlkit.hparams import HParam, choice, log_range
 from mtlkit.methods.base import MethodInfo, MethodParts, ModelOutput, Penalty, Prox
 from mtlkit.methods.registry import register
 from mtlkit.nn import MLP, TaskLinear
 from mtlkit.nn import activation as make_activation
 from mtlkit.nn.conv import SmallCNN
+from mtlkit.nn.task_layers import ACTIVATIONS
 from mtlkit.train.losses import TaskLoss
 
 A_INIT_STD = 0.01
 _PAPER = "Lee, Yang & Hwang, AAAI 2018 (Deep Asymmetric Multi-task Feature Learning)"
 
-AMTFL_DEFAULTS: dict[str, Any] = {
-    "hidden": 32, "activation": "relu", "alpha": 0.1, "gamma": 0.01, "mu": 1e-4, "lam": 1e-4, "delta": 0.1,
-    "recon": "link", "prox": False,
-}
-DEEP_AMTFL_DEFAULTS: dict[str, Any] = {
-    "backbone": "mlp", "hidden": [64], "channels": [8, 16], "activation": "relu", "alpha": 0.1, "gamma": 0.01,
-    "mu": 1e-4, "lam": 1e-4, "delta": 0.1, "recon": "link", "prox": False,
-}
+# The paper gives no grids ("all hyper-parameters are found with a separate validation set"); the spaces span the
+# authors' code values (α = 0.1, γ = 0.01, μ = λ = 1e-4) by two decades or more on each side, each with 0 = off.
+ACTIVATION_PARAM = HParam("activation", "str", "relu", "σ of the hidden layers and of the reconstruction "
+                          "(identity: the paper's linear variant for linear synthetic features)",
+                          choices=tuple(ACTIVATIONS))
+AMTFL_PENALTY_PARAMS: tuple[HParam, ...] = (
+    HParam("alpha", "float", 0.1, "α: loss-weighted ℓ1 (1 + α‖a_t‖₁)(L_t + δ/√N_t) on the feedback A's rows, "
+           "task t's outgoing transfer (0 = off)", low=0.0, space=log_range(1e-3, 10.0, off=0.0)),
+    HParam("gamma", "float", 0.01, "γ: weight of the reconstruction ‖Z − σ(f(ZS)A)‖² (0 = off)", low=0.0,
+           space=log_range(1e-4, 1.0, off=0.0)),
+    HParam("mu", "float", 1e-4, "μ: ℓ1 on the task weights S (0 = off)", low=0.0,
+           space=log_range(1e-6, 1e-2, off=0.0)),
+    HParam("lam", "float", 1e-4, "λ: ℓ2 on the backbone's weights, biases excluded (0 = off)", low=0.0,
+           space=log_range(1e-6, 1e-2, off=0.0)),
+    HParam("delta", "float", 0.1, "δ: the bound proxy δ/√N_t added to each task's loss inside α's weight, so that "
+           "α also penalises small tasks' transfer (0 = off)", low=0.0, space=log_range(1e-3, 1.0, off=0.0)),
+    HParam("recon", "str", "link", "reconstruct Z from f(ZS) (link: the paper) or from the raw outputs ZS "
+           "(logits: the authors' code)", choices=("link", "logits")),
+    HParam("prox", "bool", False, "ℓ1 on S by a soft-threshold step after each optimiser step (exact zeros) "
+           "instead of its sub-gradient"),
+)
+AMTFL_PARAMS: tuple[HParam, ...] = (
+    HParam("hidden", "int", 32, "k: units of the one hidden layer Z = σ(XL)", low=1, space=choice(16, 32, 64, 128)),
+    ACTIVATION_PARAM,
+    *AMTFL_PENALTY_PARAMS,
+)
+DEEP_BACKBONE_PARAMS: tuple[HParam, ...] = (
+    HParam("backbone", "str", "mlp", "mlp (layers hidden) or cnn (5×5 conv + 2×2 pool per channels entry, then "
+           "hidden; image rows only)", choices=("mlp", "cnn")),
+    HParam("hidden", "ints", [64], "widths of the backbone's hidden layers; the last is k, the width of Z",
+           space=choice([32], [64], [128])),
+    HParam("channels", "ints", [8, 16], "conv channels of the cnn backbone (unused by mlp)"),
+    ACTIVATION_PARAM,
+)
+DEEP_AMTFL_PARAMS: tuple[HParam, ...] = (*DEEP_BACKBONE_PARAMS, *AMTFL_PENALTY_PARAMS)
+AMTFL_DEFAULTS: dict[str, Any] = {p.name: p.default for p in AMTFL_PARAMS}
+DEEP_AMTFL_DEFAULTS: dict[str, Any] = {p.name: p.default for p in DEEP_AMTFL_PARAMS}
 KINDS = ("regression", "binary")
 AMTFL_GRID: dict[str, list[Any]] = {"alpha": [0.01, 0.1, 1.0], "gamma": [0.01, 0.1]}
 
@@ -314,13 +345,13 @@ register(MethodInfo(
     name="amtfl",
     summary="Asymmetric multi-task feature learning: one hidden layer Z = σ(XL), task weights S, feedback A "
             "reconstructing Z from the task outputs; loss-weighted ℓ1 (1+α‖a_t‖₁)(L_t+δ/√N_t) on A (Eq. 6).",
-    paper=_PAPER, build=build_amtfl, defaults=AMTFL_DEFAULTS, grid=AMTFL_GRID, kinds=KINDS,
+    paper=_PAPER, build=build_amtfl, params=AMTFL_PARAMS, grid=AMTFL_GRID, kinds=KINDS,
     needs=("features",),
 ))
 register(MethodInfo(
     name="deep-amtfl",
     summary="Deep-AMTFL: the AMTFL feedback autoencoder at the penultimate layer of an MLP or small CNN backbone "
             "(Eq. 7).",
-    paper=_PAPER, build=build_deep_amtfl, defaults=DEEP_AMTFL_DEFAULTS, grid=AMTFL_GRID, kinds=KINDS,
+    paper=_PAPER, build=build_deep_amtfl, params=DEEP_AMTFL_PARAMS, grid=AMTFL_GRID, kinds=KINDS,
     needs=("features",),
 ))

@@ -45,7 +45,9 @@ from torch import nn
 
 from mtlkit.data.spec import DataInfo, TaskSpec
 from mtlkit.data.tensors import Batch, DeviceData
+from mtlkit.hparams import HParam, choice, log_range
 from mtlkit.methods.amtfl import (
+    DEEP_BACKBONE_PARAMS,
     AmtflNet,
     TaskLossOn,
     _check_kind,
@@ -61,6 +63,7 @@ from mtlkit.methods.amtfl import (
 from mtlkit.methods.base import MethodInfo, MethodParts, ModelOutput, Penalty, Prox
 from mtlkit.methods.registry import register
 from mtlkit.nn import TaskLinear
+from mtlkit.nn.task_layers import ACTIVATIONS
 
 _PAPER = "Baseline of Lee, Yang & Hwang, AAAI 2018 (Deep-AMTFL) Table 1"
 
@@ -409,17 +412,64 @@ def build_go_mtl(info: DataInfo, hp: dict[str, Any]) -> MethodParts:
     return MethodParts(GoMtlNet(info, int(hp["k"])))
 
 
+# ---------------------------------------------------------------------- declarations
+# Grids are not in the paper ("found with a separate validation set"); every weight's space spans the default
+# selection grid by at least a decade on each side and, where the objective stays well posed, includes 0 = off.
+_ACTIVATION = HParam("activation", "str", "relu", "activation of the hidden layers", choices=tuple(ACTIVATIONS))
+_HIDDEN = HParam("hidden", "int", 32, "units of the one shared hidden layer", low=1, space=choice(16, 32, 64, 128))
+_LAM_L2 = HParam("lam", "float", 1e-4, "λ: ℓ2 (λ/T)‖L‖²_F on the hidden layer's weights (0 = off)", low=0.0,
+                 space=log_range(1e-6, 1e-2, off=0.0))
+NN_PARAMS: tuple[HParam, ...] = (_HIDDEN, _ACTIVATION, _LAM_L2)
+MT_NN_PARAMS: tuple[HParam, ...] = (
+    _HIDDEN, _ACTIVATION,
+    HParam("mu", "float", 1e-4, "μ: ℓ1 (μ/T)‖S‖₁ on the last layer's task weights (0 = off)", low=0.0,
+           space=log_range(1e-6, 1e-1, off=0.0)),
+    _LAM_L2,
+)
+GO_MTL_PARAMS: tuple[HParam, ...] = (
+    HParam("k", "int", 5, "number of latent bases (columns of L; at most the number of features); chosen by "
+           "validation in Kumar & Daumé", low=1, space=choice(2, 5, 10, 20)),
+    HParam("mu", "float", 1e-2, "μ: ℓ1 μ‖S‖₁ on the task codes (0 = off)", low=0.0,
+           space=log_range(1e-4, 1.0, off=0.0)),
+    HParam("lam", "float", 1e-2, "λ: ℓ2 λ‖L‖²_F on the bases. Its space has no off value: with λ = 0 the L-step "
+           "(λI + Σ_t s_t s_tᵀ ⊗ C_t) is singular once a code s_t is zero, and the logistic L-step unbounded",
+           low=0.0, space=log_range(1e-4, 1.0)),
+    HParam("iters", "int", 20, "alternations of S-step and L-step", low=1),
+    HParam("inner", "int", 100, "FISTA (S-step) and accelerated-gradient (logistic L-step) iterations per step",
+           low=1),
+)
+_NONNEG = HParam("nonneg", "bool", True, "keep the transfer B ≥ 0 (projected after every step)")
+AMTL_PARAMS: tuple[HParam, ...] = (
+    HParam("mu", "float", 0.1, "μ: loss-weighted ℓ1 (1 + μ‖b_t^o‖₁)L_t on B's rows, task t's outgoing transfer "
+           "(0 = off)", low=0.0, space=log_range(1e-3, 10.0, off=0.0)),
+    HParam("lam", "float", 1.0, "λ: weight of ‖W − WB‖²_F, the tasks' reconstruction from each other (0 = off: "
+           "nothing ties the tasks)", low=0.0, space=log_range(1e-2, 100.0, off=0.0)),
+    _NONNEG,
+)
+DEEP_AMTL_PARAMS: tuple[HParam, ...] = (
+    *(_ACTIVATION if p.name == "activation" else p for p in DEEP_BACKBONE_PARAMS),
+    HParam("mu", "float", 0.1, "μ: loss-weighted ℓ1 μ‖b_t^o‖₁(L_t + δ/√N_t) on B's rows (0 = off)", low=0.0,
+           space=log_range(1e-3, 10.0, off=0.0)),
+    HParam("lam_b", "float", 0.1, "λ_B: weight of ‖S − SB‖²_F on the last layer's task weights (0 = off)",
+           low=0.0, space=log_range(1e-3, 10.0, off=0.0)),
+    HParam("lam", "float", 1e-4, "λ: ℓ2 on the backbone's weights, biases excluded (0 = off)", low=0.0,
+           space=log_range(1e-6, 1e-2, off=0.0)),
+    HParam("delta", "float", 0.1, "δ: the bound proxy δ/√N_t inside μ's weight (0 = off)", low=0.0,
+           space=log_range(1e-3, 1.0, off=0.0)),
+    _NONNEG,
+)
+
 register(MethodInfo(
     name="nn",
     summary="NN: one hidden layer shared by all tasks + a linear output per task; loss pooled over all rows "
             "(large tasks weigh more).",
-    paper=_PAPER, build=build_nn, defaults={"hidden": 32, "activation": "relu", "lam": 1e-4},
+    paper=_PAPER, build=build_nn, params=NN_PARAMS,
     grid={"hidden": [16, 64], "lr": [1e-3, 1e-2]}, kinds=("regression", "binary", "multiclass"),
 ))
 register(MethodInfo(
     name="mt-nn",
     summary="MT-NN: NN with each task's loss divided by N_t (tasks count equally) and ℓ1 (mu) on the last layer.",
-    paper=_PAPER, build=build_mt_nn, defaults={"hidden": 32, "activation": "relu", "mu": 1e-4, "lam": 1e-4},
+    paper=_PAPER, build=build_mt_nn, params=MT_NN_PARAMS,
     grid={"mu": [1e-4, 1e-2], "lr": [1e-3, 1e-2]}, kinds=("regression", "binary", "multiclass"),
 ))
 register(MethodInfo(
@@ -427,7 +477,7 @@ register(MethodInfo(
     summary="Go-MTL (Kumar & Daumé 2012): W = LS with ℓ1 (mu) on S and ℓ2 (lam) on L; alternating FISTA "
             "S-step and closed-form (squared loss) or accelerated-gradient (logistic) L-step.",
     paper="Kumar & Daumé, ICML 2012; " + _PAPER, build=build_go_mtl,
-    defaults={"k": 5, "mu": 1e-2, "lam": 1e-2, "iters": 20, "inner": 100},
+    params=GO_MTL_PARAMS,
     grid={"mu": [1e-3, 1e-2, 1e-1], "lam": [1e-3, 1e-1]}, kinds=("regression", "binary"), fit=_go_mtl_train,
 ))
 register(MethodInfo(
@@ -435,7 +485,7 @@ register(MethodInfo(
     summary="AMTL (Lee et al. 2016): linear tasks, W ≈ WB with a sparse asymmetric transfer B (zero diagonal, "
             "optionally ≥ 0); outgoing transfer penalised in proportion to the task's loss (1+mu‖b_t^o‖₁)L_t.",
     paper="Lee, Yang & Hwang, ICML 2016; " + _PAPER, build=build_amtl,
-    defaults={"mu": 0.1, "lam": 1.0, "nonneg": True},
+    params=AMTL_PARAMS,
     grid={"mu": [0.01, 0.1, 1.0], "lam": [0.1, 1.0, 10.0]}, kinds=("regression", "binary"),
 ))
 register(MethodInfo(
@@ -444,7 +494,6 @@ register(MethodInfo(
             "S ≈ SB with a sparse asymmetric B (zero diagonal, ≥ 0), outgoing transfer penalised by the task's "
             "loss μ‖b_t^o‖₁(L_t+δ/√N_t), reconstruction weight lam_b.",
     paper="Lee, Yang & Hwang, ICML 2016; Table 2 baseline of Lee, Yang & Hwang, AAAI 2018", build=build_deep_amtl,
-    defaults={"backbone": "mlp", "hidden": [64], "channels": [8, 16], "activation": "relu", "mu": 0.1,
-              "lam_b": 0.1, "lam": 1e-4, "delta": 0.1, "nonneg": True},
+    params=DEEP_AMTL_PARAMS,
     grid={"mu": [0.01, 0.1, 1.0], "lam_b": [0.01, 0.1, 1.0]}, kinds=("regression", "binary"),
 ))

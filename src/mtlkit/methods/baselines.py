@@ -14,16 +14,41 @@ import torch
 from torch import nn
 
 from mtlkit.data.spec import DataInfo
+from mtlkit.hparams import HParam, choice
 from mtlkit.methods.base import MethodInfo, MethodParts, ModelOutput
 from mtlkit.methods.registry import register
 from mtlkit.nn import MLP, TaskMLP
 from mtlkit.nn.conv import ConvBottom
+from mtlkit.nn.task_layers import ACTIVATIONS
 
-ARCH_DEFAULTS: dict[str, Any] = {"hidden": [64], "head_hidden": [32], "activation": "relu", "dropout": 0.0}
-ARCH_GRID: dict[str, list[Any]] = {"lr": [1e-3, 1e-2]}
-BACKBONE_DEFAULTS: dict[str, Any] = {"backbone": "mlp", "channels": [16, 32]}
-HARD_SHARE_DEFAULTS: dict[str, Any] = {**ARCH_DEFAULTS, **BACKBONE_DEFAULTS}
 BACKBONES = ("mlp", "cnn")
+
+
+def arch_params(hidden_doc: str = "widths of the shared bottom φ's hidden layers",
+                head_doc: str = "widths of each task head's hidden layers (after φ, before the output)"
+                ) -> tuple[HParam, ...]:
+    """The MLP declarations of the sharing spectrum and the hard-share family (``hidden``, ``head_hidden``,
+    ``activation``, ``dropout``), with each method's own words for what the two widths are."""
+    return (
+        HParam("hidden", "ints", [64], hidden_doc, space=choice([32], [64], [128])),
+        HParam("head_hidden", "ints", [32], head_doc, space=choice([16], [32], [64])),
+        HParam("activation", "str", "relu", "activation of every hidden layer", choices=tuple(ACTIVATIONS)),
+        HParam("dropout", "float", 0.0, "dropout after each hidden layer", low=0.0, high=1.0, high_open=True,
+               space=choice(0.0, 0.2)),
+    )
+
+
+ARCH_PARAMS: tuple[HParam, ...] = arch_params()
+BACKBONE_PARAMS: tuple[HParam, ...] = (
+    HParam("backbone", "str", "mlp", "the shared bottom: mlp (layers hidden) or cnn (3×3 convs channels, then "
+           "hidden; image rows only)", choices=BACKBONES),
+    HParam("channels", "ints", [16, 32], "conv channels of the cnn backbone (unused by mlp)"),
+)
+HARD_SHARE_PARAMS: tuple[HParam, ...] = (*ARCH_PARAMS, *BACKBONE_PARAMS)
+ARCH_DEFAULTS: dict[str, Any] = {p.name: p.default for p in ARCH_PARAMS}
+ARCH_GRID: dict[str, list[Any]] = {"lr": [1e-3, 1e-2]}
+BACKBONE_DEFAULTS: dict[str, Any] = {p.name: p.default for p in BACKBONE_PARAMS}
+HARD_SHARE_DEFAULTS: dict[str, Any] = {**ARCH_DEFAULTS, **BACKBONE_DEFAULTS}
 
 
 def shared_bottom(info: DataInfo, hidden: list[int], activation: str, dropout: float, backbone: str = "mlp",
@@ -112,14 +137,18 @@ register(MethodInfo(
     summary="Single-task learning: an independent MLP per task (hidden + head_hidden), stacked on the task axis.",
     paper="Baseline of every paper (TOMATO's 'Separate', SRDML's 'STL', AMTFL's 'NN' per task)",
     build=lambda info, hp: MethodParts(STLNet(info, **_arch(hp))),
-    defaults=ARCH_DEFAULTS, grid=ARCH_GRID, aliases=("separate",),
+    params=arch_params("widths of each task's first hidden layers (nothing is shared)",
+                       "widths of each task's further hidden layers (after hidden, before the output)"),
+    grid=ARCH_GRID, aliases=("separate",),
 ))
 register(MethodInfo(
     name="single",
     summary="One MLP shared by all tasks (no task-specific parameters): the fully shared end of the spectrum.",
     paper="TOMATO (Zhang & Lee, CIKM 2020) Table 3 'Single'",
     build=lambda info, hp: MethodParts(SingleNet(info, **_arch(hp))),
-    defaults=ARCH_DEFAULTS, grid=ARCH_GRID,
+    params=arch_params("widths of the one network's first hidden layers (shared by every task)",
+                       "widths of its further hidden layers (also shared; before the one output)"),
+    grid=ARCH_GRID,
 ))
 register(MethodInfo(
     name="hard-share",
@@ -127,5 +156,5 @@ register(MethodInfo(
             "task-specific MLP heads (head_hidden).",
     paper="Caruana 1997; TOMATO's 'Shared-bottom', SRDML's 'Hard-Share'",
     build=lambda info, hp: MethodParts(HardShareNet(info, **_hard_share_arch(hp)), shared_parameters=_shared_bottom),
-    defaults=HARD_SHARE_DEFAULTS, grid=ARCH_GRID, aliases=("shared-bottom",),
+    params=HARD_SHARE_PARAMS, grid=ARCH_GRID, aliases=("shared-bottom",),
 ))

@@ -10,6 +10,7 @@ from torch import nn
 
 from mtlkit.data.spec import DataInfo
 from mtlkit.data.tensors import DeviceData
+from mtlkit.hparams import HParam, log_range
 from mtlkit.methods.base import MethodInfo, MethodParts
 from mtlkit.methods.registry import register
 from mtlkit.nn import TaskLinear
@@ -94,12 +95,21 @@ def _fit(parts: MethodParts, train: DeviceData, hp: dict[str, Any]) -> None:
         lin.bias.copy_(torch.as_tensor(B, dtype=lin.bias.dtype))
 
 
+STL_LINEAR_PARAMS: tuple[HParam, ...] = (
+    HParam("alpha", "float", 1.0, "ridge penalty alpha·‖w_t‖² (regression tasks). Its space has no off value: "
+           "alpha = 0 is a singular least-squares problem whenever a task has fewer rows than features", low=0.0,
+           space=log_range(1e-2, 1e3), kinds=("regression",)),
+    HParam("C", "float", 1.0, "inverse L2 strength of the logistic regressions (classification tasks); larger C = "
+           "weaker penalty, so 'off' would be C = ∞, not a value to try", low=0.0, low_open=True,
+           space=log_range(1e-3, 1e2), kinds=("binary", "multiclass")),
+)
+
 register(MethodInfo(
     name="stl-linear",
     summary="A linear model per task: ridge regression (alpha) or L2-regularised logistic regression (C).",
     paper="Single-task baseline of AMTFL (Lee et al. 2018) Table 1 'STL' and SRDML's shallow baselines",
     build=lambda info, hp: MethodParts(LinearNet(info)),
-    defaults={"alpha": 1.0, "C": 1.0},
+    params=STL_LINEAR_PARAMS,
     grid=lambda kind: {"alpha": [0.1, 1.0, 10.0, 100.0]} if kind == "regression" else {"C": [0.01, 0.1, 1.0, 10.0]},
     kinds=("regression", "binary", "multiclass"),
     fit=_fit,

@@ -23,8 +23,9 @@ import torch
 from torch import nn
 
 from mtlkit.data.spec import DataInfo
+from mtlkit.hparams import HParam, choice
 from mtlkit.methods.base import MethodInfo, MethodParts
-from mtlkit.methods.baselines import BACKBONE_DEFAULTS, _flatten, shared_bottom
+from mtlkit.methods.baselines import BACKBONE_DEFAULTS, BACKBONE_PARAMS, _flatten, arch_params, shared_bottom
 from mtlkit.methods.registry import register
 from mtlkit.nn import TaskMLP
 from mtlkit.nn import activation as make_activation
@@ -129,9 +130,18 @@ def _ple_shared(model: nn.Module) -> list[nn.Parameter]:
     return out
 
 
-PLE_DEFAULTS: dict[str, Any] = {"hidden": [], "head_hidden": [32], "activation": "relu", "dropout": 0.0,
-                                "levels": 2, "n_shared_experts": 2, "n_task_experts": 1, "expert_dim": 32,
-                                **BACKBONE_DEFAULTS}
+_ARCH = {p.name: p for p in arch_params(head_doc="widths of each task tower's hidden layers (after the last level)")}
+PLE_PARAMS: tuple[HParam, ...] = (
+    HParam("hidden", "ints", [], "optional shared bottom φ before the first level ([] = none: PLE's own layout, the "
+           "levels read the input)"),
+    _ARCH["head_hidden"], _ARCH["activation"], _ARCH["dropout"],
+    HParam("levels", "int", 2, "extraction levels", low=1),
+    HParam("n_shared_experts", "int", 2, "shared experts per level", low=1),
+    HParam("n_task_experts", "int", 1, "experts per task per level", low=1),
+    HParam("expert_dim", "int", 32, "width of every expert (one ReLU layer)", low=1, space=choice(16, 32, 64)),
+    *BACKBONE_PARAMS,
+)
+PLE_DEFAULTS: dict[str, Any] = {p.name: p.default for p in PLE_PARAMS}
 
 
 def _build(info: DataInfo, hp: dict[str, Any]) -> MethodParts:
@@ -148,6 +158,6 @@ register(MethodInfo(
     paper="SRDML (Bai et al., KDD 2022) Table 2 baseline; Tang et al., Progressive Layered Extraction (PLE), "
           "RecSys 2020",
     build=_build,
-    defaults=PLE_DEFAULTS,
+    params=PLE_PARAMS,
     grid={"lr": [1e-3, 1e-2]},
 ))

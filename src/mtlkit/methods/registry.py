@@ -59,6 +59,8 @@ def _compose(name: str) -> MethodInfo:
                           f"the gradient combiner {comb!r}")
     spec = COMBINERS[comb]
     own = set(spec.defaults) - set(base.defaults)
+    spec_declared = {p.name for p in spec.params}
+    params = (*(p for p in base.params if p.name not in spec_declared), *spec.params)
 
     def build(info: DataInfo, hp: dict[str, Any]) -> MethodParts:
         parts = base.build(info, {k: v for k, v in hp.items() if k not in own})
@@ -83,7 +85,7 @@ def _compose(name: str) -> MethodInfo:
     return dataclasses.replace(
         base, name=f"{base.name}+{comb}", summary=f"{base.summary} Trained with {comb}: {spec.summary}",
         paper=f"{base.paper}; {spec.paper}", build=build, defaults={**base.defaults, **spec.defaults},
-        needs=tuple(dict.fromkeys((*base.needs, "per-task gradients"))), aliases=())
+        params=params, needs=tuple(dict.fromkeys((*base.needs, "per-task gradients"))), aliases=())
 
 
 def names() -> list[str]:
@@ -105,18 +107,20 @@ def describe(name: str) -> dict[str, Any]:
             "hyperparameters": {k: p.describe() for k, p in params.items()},
             "defaults": {k: p.default for k, p in params.items()},
             "grid": {kind: info.grid_for(kind) for kind in info.kinds},
-            "search_space": {k: s.text() for k, s in search_space(info.name).items()},
+            "search_space": {k: p.search_text() for k, p in params.items() if p.space is not None},
             "kinds": list(info.kinds), "needs": list(info.needs), "aliases": list(info.aliases),
             "training": "closed form / own solver" if info.fit is not None else
             "SGD (Trainer)" + (f", can start from a trained {info.pretrain} model" if info.pretrain else "")}
 
 
-def search_space(name: str) -> dict[str, Space]:
+def search_space(name: str, kind: str | None = None) -> dict[str, Space]:
     """The equal-budget tuning space of a method: every declared hyper-parameter with a `Space` (the Trainer's
-    ``lr``, ``optimizer``, ``momentum`` for SGD-trained methods, and the method's own), by name."""
+    ``lr``, ``optimizer``, ``momentum`` for SGD-trained methods, and the method's own), by name. With ``kind``
+    (a task kind), only the parameters tuned for that kind (`HParam.kinds`): ``stl-linear`` searches ``alpha``
+    for regression and ``C`` for classification; without it, every parameter with a space."""
     from mtlkit.train.config import method_params
 
-    return {k: p.space for k, p in method_params(get(name)).items() if p.space is not None}
+    return {k: p.space for k, p in method_params(get(name)).items() if p.space is not None and p.tuned_for(kind)}
 
 
 def _ensure_loaded() -> None:

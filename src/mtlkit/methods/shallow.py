@@ -24,13 +24,35 @@ from torch import Tensor, nn
 
 from mtlkit.data.spec import DataInfo
 from mtlkit.data.tensors import DeviceData
+from mtlkit.hparams import HParam, log_range
 from mtlkit.methods.base import MethodInfo, MethodParts
 from mtlkit.methods.linear import LinearNet
 from mtlkit.methods.registry import register
 from mtlkit.optim.apg import APGResult, apg, power_lipschitz, prox_group, prox_trace, soft_threshold
 
-SOLVER_DEFAULTS: dict[str, Any] = {"max_iter": 2000, "tol": 1e-6}
+SOLVER_PARAMS: tuple[HParam, ...] = (
+    HParam("max_iter", "int", 2000, "FISTA iterations at most", low=1),
+    HParam("tol", "float", 1e-6, "FISTA stops once a step moves the parameters by ≤ tol·max(1, ‖p‖)", low=0.0),
+)
+SOLVER_DEFAULTS: dict[str, Any] = {p.name: p.default for p in SOLVER_PARAMS}
 LAM_GRID = [1e-3, 1e-2, 3e-2, 1e-1, 3e-1]
+LASSO_PARAMS: tuple[HParam, ...] = (
+    HParam("lam", "float", 1e-2, "ℓ1 weight lam·Σ_t ‖w_t‖₁ on the per-row-mean loss scale (0 = off)", low=0.0,
+           space=log_range(1e-4, 3.0, off=0.0)),
+    *SOLVER_PARAMS,
+)
+L21_PARAMS: tuple[HParam, ...] = (
+    HParam("lam", "float", 1e-2, "ℓ2,1 weight lam·Σ_j ‖W[:, j]‖₂ over features (0 = off)", low=0.0,
+           space=log_range(1e-4, 3.0, off=0.0)),
+    *SOLVER_PARAMS,
+)
+RMTL_PARAMS: tuple[HParam, ...] = (
+    HParam("lam_l", "float", 1e-1, "trace-norm weight lam_l·‖L‖_* on the shared low-rank part (0 = off)", low=0.0,
+           space=log_range(1e-3, 10.0, off=0.0)),
+    HParam("lam_s", "float", 1e-1, "group weight lam_s·Σ_t ‖s_t‖₂ on the task-wise outlier part (0 = off)",
+           low=0.0, space=log_range(1e-3, 10.0, off=0.0)),
+    *SOLVER_PARAMS,
+)
 
 
 class RMTLNet(LinearNet):
@@ -200,7 +222,7 @@ register(MethodInfo(
     summary="A linear model per task with an l1 penalty lam·||w_t||_1 (squared or logistic loss), solved by FISTA.",
     paper=_PAPER + "Tibshirani, Regression shrinkage and selection via the lasso, 1996",
     build=_build("lasso"), fit=_fit("lasso"), kinds=_KINDS,
-    defaults={"lam": 1e-2, **SOLVER_DEFAULTS}, grid={"lam": LAM_GRID},
+    params=LASSO_PARAMS, grid={"lam": LAM_GRID},
 ))
 register(MethodInfo(
     name="l21",
@@ -208,7 +230,7 @@ register(MethodInfo(
             "weights of a feature as one group), solved by FISTA.",
     paper=_PAPER + "Argyriou, Evgeniou & Pontil, Convex multi-task feature learning, 2008 (MALSAR Least_L21)",
     build=_build("l21"), fit=_fit("l21"), kinds=_KINDS,
-    defaults={"lam": 1e-2, **SOLVER_DEFAULTS}, grid={"lam": LAM_GRID},
+    params=L21_PARAMS, grid={"lam": LAM_GRID},
 ))
 register(MethodInfo(
     name="rmtl",
@@ -217,6 +239,6 @@ register(MethodInfo(
     paper=_PAPER + "Chen, Zhou & Ye, Integrating low-rank and group-sparse structures for robust multi-task "
                    "learning, KDD 2011 (MALSAR Least_RMTL)",
     build=_build("rmtl"), fit=_fit("rmtl"), kinds=_KINDS,
-    defaults={"lam_l": 1e-1, "lam_s": 1e-1, **SOLVER_DEFAULTS},
+    params=RMTL_PARAMS,
     grid={"lam_l": [1e-2, 1e-1, 1.0], "lam_s": [1e-2, 1e-1, 1.0]},
 ))

@@ -26,6 +26,7 @@ first with the same hyper-parameters (their ``pretrain.py``) and SRDML starts fr
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -34,10 +35,13 @@ from torch import nn
 
 from mtlkit.data.spec import DataInfo
 from mtlkit.data.tensors import Batch
+from mtlkit.hparams import HParam, log_range
 from mtlkit.methods.base import MethodInfo, MethodParts, ModelOutput, Penalty, Prox
 from mtlkit.methods.baselines import (
     ARCH_GRID,
-    HARD_SHARE_DEFAULTS,
+    ARCH_PARAMS,
+    BACKBONE_PARAMS,
+    HARD_SHARE_PARAMS,
     HardShareNet,
     _hard_share_arch,
     _shared_bottom,
@@ -51,10 +55,26 @@ OMEGA_EPS = 1e-12  # guard of the normaliser Σ_{i<j} ω_ij
 DISTS = ("l1", "l2")
 REDUCTIONS = ("mean", "sum")
 
-SRDML_DEFAULTS: dict[str, Any] = {
-    "backbone": "mlp", "hidden": [64], "channels": [16, 32], "head_hidden": [32], "activation": "relu",
-    "dropout": 0.0, "lam": 0.1, "dist": "l1", "reduction": "mean", "learn_omega": True, "warm_start": False,
-}
+_ARCH = {p.name: p for p in (*ARCH_PARAMS, *BACKBONE_PARAMS)}
+SRDML_PARAMS: tuple[HParam, ...] = (
+    dataclasses.replace(_ARCH["backbone"], doc="the shared bottom h: mlp (layers hidden) or cnn (3×3 convs "
+                        "channels, then hidden, possibly []; image rows only); its output is A"),
+    dataclasses.replace(_ARCH["hidden"], doc="widths of the bottom's fully connected layers (the last gives A)"),
+    _ARCH["channels"],
+    dataclasses.replace(_ARCH["head_hidden"], doc="widths of each task head f_t's hidden layers (on A)"),
+    _ARCH["activation"], _ARCH["dropout"],
+    # paper: λ grid {1e-3, 5e-3, …, 0.5, 1} (best ≈ 0.5 on synthetic data, λ = 0.1 in the authors' CIFAR run)
+    HParam("lam", "float", 0.1, "λ: weight of the saliency-similarity regulariser (0 = off: hard-share)", low=0.0,
+           space=log_range(1e-4, 10.0, off=0.0)),
+    HParam("dist", "str", "l1", "distance between two tasks' saliencies: l1 (the authors') or l2 (squared)",
+           choices=DISTS),
+    HParam("reduction", "str", "mean", "the regulariser over a batch's samples: mean, or sum (the authors' code; "
+           "ties λ to the batch size)", choices=REDUCTIONS),
+    HParam("learn_omega", "bool", True, "learn the task graph ω ≥ 0 (False: ω = 1, Table 4's ablation)"),
+    HParam("warm_start", "bool", False, "the authors' two phases: train hard-share first with the same "
+           "hyper-parameters and start from it"),
+)
+SRDML_DEFAULTS: dict[str, Any] = {p.name: p.default for p in SRDML_PARAMS}
 SRDML_GRID: dict[str, list[Any]] = {"lam": [0.01, 0.1, 0.5], "lr": [1e-3, 1e-2]}
 _ARCH_KEYS = ("backbone", "hidden", "channels", "head_hidden", "activation", "dropout")
 
@@ -237,7 +257,7 @@ register(MethodInfo(
     summary="Saliency-regularised deep MTL: shared bottom (MLP or small CNN) + task heads; penalty λ Σ_{i<j} "
             "(ω_ij/Σω)·dist(∇_A f_i, ∇_A f_j) on the heads' input gradients, with a learned task graph ω ≥ 0.",
     paper="Bai & Zhao, KDD 2022 (Saliency-Regularized Deep Multi-Task Learning), Eq. 4",
-    build=_build_srdml, defaults=SRDML_DEFAULTS, grid=SRDML_GRID, kinds=("regression", "binary"), pretrain="hard-share",
+    build=_build_srdml, params=SRDML_PARAMS, grid=SRDML_GRID, kinds=("regression", "binary"), pretrain="hard-share",
     needs=("features", "second-order gradients"),
 ))
 register(MethodInfo(
@@ -245,13 +265,13 @@ register(MethodInfo(
     summary="Hard-share trained with PCGrad on the shared bottom: conflicting task gradients projected onto each "
             "other's normal planes (random order), then summed.",
     paper=COMBINERS["pcgrad"].paper + "; SRDML's Table 2 baseline",
-    build=_build_pcgrad, defaults=HARD_SHARE_DEFAULTS, grid=ARCH_GRID, needs=("per-task gradients",),
+    build=_build_pcgrad, params=HARD_SHARE_PARAMS, grid=ARCH_GRID, needs=("per-task gradients",),
 ))
 register(MethodInfo(
     name="mgda-ub",
     summary="Hard-share trained with MGDA-UB: min-norm convex combination of the task gradients w.r.t. the shared "
             "representation (Frank-Wolfe on the T×T Gram matrix).",
     paper=COMBINERS["mgda-ub"].paper + "; SRDML's Table 2 baseline",
-    build=_build_mgda, defaults={**HARD_SHARE_DEFAULTS, **COMBINERS["mgda-ub"].defaults}, grid=ARCH_GRID,
+    build=_build_mgda, params=(*HARD_SHARE_PARAMS, *COMBINERS["mgda-ub"].params), grid=ARCH_GRID,
     needs=("features", "per-task gradients"),
 ))

@@ -53,17 +53,20 @@ TOMATO_PARAMS: tuple[HParam, ...] = (
     HParam("K", "int", 4, "number of topics (the paper tunes it; best K=16 on MNIST-MTL)", low=1,
            space=choice(1, 2, 4, 8, 16)),
     HParam("m", "int", 2, "layers of each topic-task module θ⁰+θˢ_kt (1 or 2)", choices=(1, 2), space=choice(1, 2)),
-    HParam("hd_top", "int", 16, "hidden width of the two-layer topic-task modules", low=1),
+    HParam("hd_top", "int", 16, "hidden width of the topic-task modules (paper grid {4, …, 64})", low=1,
+           space=choice(4, 8, 16, 32, 64)),
     HParam("lam", "float", 1e-3, "λ: step of the element / exclusive prox on the θˢ_kt groups (0 = off)",
            low=0.0, space=log_range(1e-5, 1e-1, off=0.0)),
-    HParam("reg", "float", 0.0, "L2 weight on θ⁰, ψ and the gate", low=0.0),
+    HParam("reg", "float", 0.0, "L2 weight on θ⁰, ψ and the gate (paper's λ0 ∈ {0, 0.01, 0.1, 1}; 0 = off)",
+           low=0.0, space=log_range(1e-3, 1.0, off=0.0)),
     # The paper trains with plain SGD and a decaying rate; the tuning space lets Adam compete too.
     HParam("optimizer", "str", "sgd", "the optimiser", choices=("adam", "sgd"), space=choice("adam", "sgd")),
-    HParam("lr", "float", 0.1, "r0: the initial learning rate", low=0.0, low_open=True,
-           space=log_range(1e-4, 3e-1)),
-    HParam("lr_decay", "float", 0.9, "γ in r_i = r0·γ^(i/η)", low=0.0, low_open=True, high=1.0,
-           space=choice(0.9, 0.95, 1.0)),
-    HParam("decay_steps", "int", 1000, "η: steps per decay of the learning rate by γ", low=1),
+    HParam("lr", "float", 0.1, "r0: the initial learning rate (paper grid {0.001, 0.01, 0.1, 1})", low=0.0,
+           low_open=True, space=log_range(1e-4, 1.0)),
+    HParam("lr_decay", "float", 0.9, "γ in r_i = r0·γ^(i/η) (paper grid {0.8, 0.9})", low=0.0, low_open=True,
+           high=1.0, space=choice(0.8, 0.9, 0.95, 1.0)),
+    HParam("decay_steps", "int", 1000, "η: steps per decay of the learning rate by γ (paper grid {100, 1000})",
+           low=1, space=choice(100, 1000)),
 )
 TOMATO_GRID: dict[str, list[Any]] = {"lam": [1e-4, 1e-3, 1e-2], "lr": [0.03, 0.1]}
 _ARCH_KEYS = ("hidden", "activation", "dropout", "K", "m", "hd_top")

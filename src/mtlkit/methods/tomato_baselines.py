@@ -11,16 +11,17 @@ from torch import nn
 
 from mtlkit.data.spec import DataInfo
 from mtlkit.data.tensors import Batch
+from mtlkit.hparams import HParam, choice, log_range
 from mtlkit.methods.base import MethodInfo, MethodParts, ModelOutput
 from mtlkit.methods.baselines import (
-    ARCH_DEFAULTS,
     ARCH_GRID,
-    HARD_SHARE_DEFAULTS,
+    HARD_SHARE_PARAMS,
     HardShareNet,
     _arch,
     _flatten,
     _hard_share_arch,
     _shared_bottom,
+    arch_params,
     shared_bottom,
 )
 from mtlkit.methods.registry import register
@@ -234,13 +235,39 @@ def _build_mrn(info: DataInfo, hp: dict[str, Any]) -> MethodParts:
 
 
 # ---------------------------------------------------------------------- registry
+# Spaces follow TOMATO §5.3's model-specific grids (inter-task ℓ2 and MRN's prior weight {0, 1e-4 … 1}, MRN's
+# update frequency {30, 100}, MMoE's experts {1, 2, 4, 8}); the architecture and dropout spaces are the
+# hard-share family's (`baselines.ARCH_PARAMS`).
+INTER_TASK_L2_PARAMS: tuple[HParam, ...] = (
+    *HARD_SHARE_PARAMS,
+    HParam("mu", "float", 1e-2, "μ: weight of Σ_{i<j}‖W_i − W_j‖² over the task heads (0 = off: hard-share)",
+           low=0.0, space=log_range(1e-4, 1.0, off=0.0)),
+)
+MMOE_PARAMS: tuple[HParam, ...] = (
+    *HARD_SHARE_PARAMS,
+    HParam("n_experts", "int", 4, "shared experts every task's gate mixes", low=1, space=choice(1, 2, 4, 8)),
+    HParam("expert_dim", "int", 32, "width of each expert (one ReLU layer on φ)", low=1, space=choice(16, 32, 64)),
+)
+MRN_PARAMS: tuple[HParam, ...] = (
+    *HARD_SHARE_PARAMS,
+    HParam("trade_off", "float", 1e-2, "weight of the task-covariance prior tr(Ω_T W Wᵀ) (0 = off: hard-share)",
+           low=0.0, space=log_range(1e-4, 1.0, off=0.0)),
+    HParam("update_every", "int", 100, "training steps between re-estimates of Ω_T", low=1, space=choice(30, 100)),
+)
+DMTRL_PARAMS: tuple[HParam, ...] = (
+    *arch_params(head_doc="width of the one task-specific hidden layer, the Tucker-factorised one (one entry)"),
+    HParam("eps", "float", 0.1, "relative precision of the warm start's truncated HOSVD: singular values below "
+           "eps × the largest are dropped (0 = off: full ranks, no low-rank tie)", low=0.0, high=1.0,
+           high_open=True, space=log_range(1e-2, 0.5, off=0.0)),
+)
+
 _PAPER = "TOMATO (Wang et al.) Table 3 baseline; "
 register(MethodInfo(
     name="inter-task-l2",
     summary="Hard-share + μ·Σ_{i<j}‖W_i − W_j‖² over the task heads' weights and biases (unordered pairs).",
     paper=_PAPER + "Evgeniou & Pontil 2004 style mean-regularised MTL (TOMATO's [7])",
     build=_build_inter_task_l2,
-    defaults={**HARD_SHARE_DEFAULTS, "mu": 1e-2}, grid={**ARCH_GRID, "mu": [1e-3, 1e-2]},
+    params=INTER_TASK_L2_PARAMS, grid={**ARCH_GRID, "mu": [1e-3, 1e-2]},
 ))
 register(MethodInfo(
     name="cross-stitch",
@@ -248,7 +275,7 @@ register(MethodInfo(
     paper=_PAPER + "Misra et al., Cross-stitch networks for multi-task learning, CVPR 2016",
     build=lambda info, hp: MethodParts(CrossStitchNet(info, **_hard_share_arch(hp)),
                                        shared_parameters=_stitch_shared),
-    defaults=HARD_SHARE_DEFAULTS, grid=ARCH_GRID,
+    params=HARD_SHARE_PARAMS, grid=ARCH_GRID,
 ))
 register(MethodInfo(
     name="mmoe",
@@ -256,7 +283,7 @@ register(MethodInfo(
     paper=_PAPER + "Ma et al., Modeling task relationships in multi-task learning with MMoE, KDD 2018",
     build=lambda info, hp: MethodParts(MMoENet(info, **_hard_share_arch(hp), n_experts=int(hp["n_experts"]),
                                                expert_dim=int(hp["expert_dim"])), shared_parameters=_mmoe_shared),
-    defaults={**HARD_SHARE_DEFAULTS, "n_experts": 4, "expert_dim": 32}, grid=ARCH_GRID,
+    params=MMOE_PARAMS, grid=ARCH_GRID,
 ))
 register(MethodInfo(
     name="mrn",
@@ -264,7 +291,7 @@ register(MethodInfo(
             "Ω_T re-estimated every update_every steps.",
     paper=_PAPER + "Long et al., Learning multiple tasks with multilinear relationship networks, NeurIPS 2017",
     build=_build_mrn,
-    defaults={**HARD_SHARE_DEFAULTS, "trade_off": 1e-2, "update_every": 100},
+    params=MRN_PARAMS,
     grid={**ARCH_GRID, "trade_off": [1e-3, 1e-2]},
 ))
 
@@ -380,5 +407,5 @@ register(MethodInfo(
     paper=_PAPER + "Yang & Hospedales, Deep multi-task representation learning: a tensor factorisation "
                    "approach, ICLR 2017",
     build=_build_dmtrl, pretrain="hard-share",
-    defaults={**ARCH_DEFAULTS, "eps": 0.1}, grid=ARCH_GRID,
+    params=DMTRL_PARAMS, grid=ARCH_GRID,
 ))

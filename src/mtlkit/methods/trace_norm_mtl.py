@@ -31,24 +31,36 @@ from torch import nn
 from mtlkit.data.spec import DataInfo
 from mtlkit.data.tensors import Batch
 from mtlkit.errors import MtlkitError
+from mtlkit.hparams import HParam, choice, log_range
 from mtlkit.methods.base import MethodInfo, MethodParts, ModelOutput, Penalty
 from mtlkit.methods.registry import register
 from mtlkit.methods.trace_norm import KINDS, tensor_trace_norm, to_paper_layout
 from mtlkit.nn.task_conv import TaskConv2d, fold_tasks, task_max_pool2d
-from mtlkit.nn.task_layers import TaskLinear
+from mtlkit.nn.task_layers import ACTIVATIONS, TaskLinear
 from mtlkit.nn.task_layers import activation as make_activation
 
-ARCH_DEFAULTS: dict[str, Any] = {
-    "backbone": "auto",          # "cnn" (image inputs), "mlp" (vectors), "auto": cnn when rows are images
-    "channels": [8, 12, 16],     # conv filters per layer (paper's Omniglot CNN)
-    "kernels": [5, 3, 3],        # square kernel sizes, one per conv layer
-    "pool": 2,                   # max-pool size after every conv layer (1 = none)
-    "padding": 0,                # conv zero padding ('valid' by default; the paper is silent)
-    "fc": [64],                  # fully connected hidden layers after the convs (cnn backbone)
-    "hidden": [64],              # hidden layers of the mlp backbone
-    "activation": "tanh",
-}
-TN_DEFAULTS: dict[str, Any] = {**ARCH_DEFAULTS, "gamma": 0.01}  # paper: every γ = 0.01
+ARCH_PARAMS: tuple[HParam, ...] = (
+    HParam("backbone", "str", "auto", "cnn (image inputs), mlp (vectors), auto: cnn when rows are images",
+           choices=("auto", "cnn", "mlp")),
+    HParam("channels", "ints", [8, 12, 16], "conv filters per layer (the paper's Omniglot CNN)"),
+    HParam("kernels", "ints", [5, 3, 3], "square kernel sizes, one per conv layer"),
+    HParam("pool", "int", 2, "max-pool size after every conv layer (1 = none)", low=1),
+    HParam("padding", "int", 0, "conv zero padding ('valid' by default; the paper is silent)", low=0),
+    HParam("fc", "ints", [64], "fully connected hidden layers after the convs (cnn backbone)",
+           space=choice([32], [64], [128])),
+    HParam("hidden", "ints", [64], "hidden layers of the mlp backbone", space=choice([32], [64], [128])),
+    HParam("activation", "str", "tanh", "activation of every hidden layer (the paper's tanh)",
+           choices=tuple(ACTIVATIONS)),
+)
+TN_PARAMS: tuple[HParam, ...] = (
+    *ARCH_PARAMS,
+    # paper: every γ = 0.01 (no grid); the space spans two decades each side, 0 = off is stl-cnn.
+    HParam("gamma", "float", 0.01, "γ: weight of the tensor trace norm of every shareable layer, relative to the "
+           "sum of the task losses (0 = off: stl-cnn; a list, one per layer, only through the build)", low=0.0,
+           space=log_range(1e-4, 1.0, off=0.0)),
+)
+ARCH_DEFAULTS: dict[str, Any] = {p.name: p.default for p in ARCH_PARAMS}
+TN_DEFAULTS: dict[str, Any] = {p.name: p.default for p in TN_PARAMS}
 TN_GRID: dict[str, list[Any]] = {"gamma": [1e-3, 1e-2, 1e-1]}
 STL_GRID: dict[str, list[Any]] = {"lr": [1e-3, 1e-2]}
 
@@ -254,11 +266,11 @@ for _kind, _eq in (("laf", "Eq. 1, last-axis flattening"), ("tucker", "Eq. 2, al
         name=f"trace-norm-{_kind}",
         summary=(f"One network per task (paper CNN for images, MLP for vectors), shareable layers stacked on a task "
                  f"axis and tied by the {_kind.upper()} tensor trace norm ({_eq}) with weight gamma per layer."),
-        paper=_PAPER, build=build_trace_norm(_kind), defaults=TN_DEFAULTS, grid=TN_GRID,
+        paper=_PAPER, build=build_trace_norm(_kind), params=TN_PARAMS, grid=TN_GRID,
     ))
 register(MethodInfo(
     name="stl-cnn",
     summary="Single-task learning with the trace-norm paper's networks (CNN for images, MLP for vectors), no "
             "penalty: trace-norm-* with gamma = 0.",
-    paper=_PAPER + ", STL baseline", build=build_trace_norm(None), defaults=ARCH_DEFAULTS, grid=STL_GRID,
+    paper=_PAPER + ", STL baseline", build=build_trace_norm(None), params=ARCH_PARAMS, grid=STL_GRID,
 ))

@@ -40,6 +40,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from mtlkit.hparams import HParam
+
 MGDA_NORMS = ("none", "l2", "loss", "loss+")
 
 
@@ -290,17 +292,35 @@ class MGDAUB:
 # ---------------------------------------------------------------------- named combiners (for `method+combiner`)
 @dataclass(frozen=True)
 class CombinerSpec:
-    """A named combiner a method can be composed with (``srdml+pcgrad``): its hyper-parameters and a factory."""
+    """A named combiner a method can be composed with (``srdml+pcgrad``): its hyper-parameters, declared once as
+    typed `HParam`s in ``params`` (``defaults`` is derived from them, as for `MethodInfo`), and a factory."""
 
     name: str
     summary: str
     paper: str
     make: Callable[[dict[str, Any]], Combiner]
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    params: tuple[HParam, ...] = ()
+
+    def __post_init__(self) -> None:
+        declared = {p.name: p.default for p in self.params}
+        clash = {k for k in declared if k in self.defaults and self.defaults[k] != declared[k]}
+        if len(declared) != len(self.params) or clash:
+            raise ValueError(f"combiner {self.name!r}: a hyper-parameter declared twice or defaults that disagree "
+                             f"with the declarations ({sorted(clash)})")
+        object.__setattr__(self, "defaults", {**declared, **self.defaults})
 
 
 def _make_mgda(hp: dict[str, Any]) -> Combiner:
     return MGDAUB(normalization=str(hp["mgda_norm"]), iters=hp["mgda_iters"])
+
+
+MGDA_PARAMS: tuple[HParam, ...] = (
+    HParam("mgda_norm", "str", "none", "scaling of each task gradient before the min-norm problem: none, l2 ‖g_t‖, "
+           "loss L_t, loss+ L_t‖g_t‖ (Sener & Koltun's options)", choices=MGDA_NORMS),
+    HParam("mgda_iters", "int", 250, "Frank-Wolfe iterations of the min-norm solver at most (LibMTL's MAX_ITER; "
+           "it stops early once converged)", low=1),
+)
 
 
 COMBINERS: dict[str, CombinerSpec] = {
@@ -312,7 +332,7 @@ COMBINERS: dict[str, CombinerSpec] = {
         "mgda-ub", "MGDA-UB: min-norm convex combination of the task gradients w.r.t. the shared representation "
         "(Frank-Wolfe on the T×T Gram matrix); shared parameters follow Σ α_t L_t.",
         "Sener & Koltun, NeurIPS 2018 (Multi-Task Learning as Multi-Objective Optimization)", _make_mgda,
-        {"mgda_norm": "none", "mgda_iters": 250}),
+        params=MGDA_PARAMS),
 }
 
 
