@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+from conftest import toy_data
 
 import mtlkit
 from mtlkit.cli import main
@@ -25,6 +26,7 @@ from mtlkit.errors import MtlkitError
 from mtlkit.experiments import sweep as sw
 from mtlkit.experiments.bench import make_splits
 from mtlkit.experiments.store import ResultsStore
+from mtlkit.hparams import log_range
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -88,9 +90,12 @@ def test_bad_definitions_are_user_errors(digits: mtlkit.MultiTaskData) -> None:
         sw.make_spec("hard-share", digits, space={"lr": "loguniform:1e-4:1e-1"})
     with pytest.raises(MtlkitError, match="listed twice"):
         sw.make_spec("hard-share", digits, space={"lr": [1e-3, 1e-3]})
-    spec = sw.make_spec("hard-share", digits)  # default: the registry's grid for binary tasks
-    assert spec.is_grid and spec.space == {k: {"choice": v} for k, v in
-                                           mtlkit.methods.registry.get("hard-share").grid_for("binary").items()}
+    # Default: the declared tuning space (registry.search_space), searched with a budget; ranges need --trials.
+    declared = sw._declared_space("hard-share", "binary")  # registry.search_space for binary tasks
+    spec = sw.make_spec("hard-share", digits, n_trials=4, fixed={"lr": 1e-2})
+    assert not spec.is_grid and spec.space == {k: sw.space_to_dim(v) for k, v in declared.items() if k != "lr"}
+    with pytest.raises(MtlkitError, match="declared search space of 'hard-share' has ranges.*--trials"):
+        sw.make_spec("hard-share", digits)
 
 
 def test_ties_go_to_the_lowest_trial_number() -> None:
@@ -105,7 +110,7 @@ def test_ties_go_to_the_lowest_trial_number() -> None:
 
 # ---------------------------------------------------------------------- grid mode on SQLite
 def test_grid_every_point_once_failures_recorded_best_is_argmin(tmp_path: Path, digits) -> None:
-    grid = {**GRID, "activation": ["relu", "nope"]}  # "nope" makes building the model raise
+    grid = {**GRID, "activation": ["relu", "nope"]}  # "nope" is refused (by the declaration or the model build)
     res = sw.sweep("hard-share", digits, storage=_sqlite(tmp_path), study="g", n_splits=2, space=grid, fixed=FIXED,
                    out=tmp_path, device="cpu")
     trials = _trials(_sqlite(tmp_path), "g")
@@ -113,7 +118,8 @@ def test_grid_every_point_once_failures_recorded_best_is_argmin(tmp_path: Path, 
     states = {t.number: t.state.name for t in trials}
     for t in trials:
         if _params(t)["activation"] == "nope":
-            assert states[t.number] == "FAIL" and "unknown activation 'nope'" in t.user_attrs["error"]
+            err = t.user_attrs["error"]
+            assert states[t.number] == "FAIL" and "activation" in err and "'nope'" in err, err
         else:
             assert states[t.number] == "COMPLETE" and np.isfinite(t.value)
             assert t.value == pytest.approx(np.mean(t.user_attrs["val_error"]))
@@ -133,7 +139,7 @@ def test_grid_every_point_once_failures_recorded_best_is_argmin(tmp_path: Path, 
     assert res.test_mean == pytest.approx(np.mean([r["test_metrics"]["mean"]["error"] for r in rows]))
     text = res.report.read_text()
     assert res.report == tmp_path / "sweep-hard-share-digits.md"
-    assert f"| {best.number} **best** |" in text and "unknown activation" in text and "FAIL" in text
+    assert f"| {best.number} **best** |" in text and "'nope'" in text and "FAIL" in text
 
     # Failed trials are never retried: another worker finds nothing to do and the study is unchanged.
     again = sw.run_worker(_sqlite(tmp_path), "g", data=digits, device="cpu")
@@ -235,6 +241,18 @@ def test_budget_tpe_runs_exactly_n_trials_reproducibly(tmp_path: Path, digits) -
     assert [(t.params, t.value) for t in runs[0]] == [(t.params, t.value) for t in runs[1]]  # seeded per trial
     res = sw.finish_sweep(_sqlite(tmp_path), "b1", data=digits, device="cpu", out=tmp_path)
     assert res.best.number == _argmin(runs[0]).number
+
+
+def test_budget_over_a_space_with_an_off_value_folds_the_switch(tmp_path: Path) -> None:
+    data = toy_data("toy-off", 3)
+    space = {"alpha": log_range(1.0, 100.0, off=0.0)}
+    res = sw.sweep("stl-linear", data, storage=_sqlite(tmp_path), study="off", n_splits=1, space=space, n_trials=8,
+                   out=tmp_path, device="cpu")
+    assert res.trials[0].params == {"alpha": 1.0}  # trial 0: the defaults
+    assert all(set(r.params) == {"alpha"} for r in res.trials)  # the on/off switch is folded into alpha
+    assert any(r.params["alpha"] == 0.0 for r in res.trials) and any(r.params["alpha"] >= 1.0 for r in res.trials)
+    assert set(res.hparams) == {"alpha"} and "or 0 (off)" in res.report.read_text()
+    assert {p for t in _trials(_sqlite(tmp_path), "off") for p in t.params} == {"alpha:off", "alpha"}
 
 
 # ---------------------------------------------------------------------- the command line

@@ -120,9 +120,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from mtlkit.experiments.bench import IMPROVEMENT_DEFINITION, leaderboard, run_bench, write_results
+    from mtlkit.experiments.bench import IMPROVEMENT_DEFINITION, edge_text, leaderboard, run_bench, write_results
     from mtlkit.experiments.store import ResultsStore
 
+    tuning = [f for f, v in (("--time-budget", args.time_budget), ("--widen", args.widen),
+                             ("--tune-on", args.tune_on)) if v]
+    if args.trials is None and tuning:
+        raise MtlkitError(f"{', '.join(tuning)} need equal-budget tuning: give --trials N")
+    if args.trials is not None and args.no_select:
+        raise MtlkitError("--trials and --no-select contradict each other: tune, or use the defaults")
     data = load_data_from_args(args)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if not methods:
@@ -132,18 +138,33 @@ def cmd_bench(args: argparse.Namespace) -> int:
     console = Console()
     console.print(f"[bold]{data!r}[/bold]")
     res = run_bench(data, methods, n_splits=args.splits, seed=args.seed, device=args.device, store=store,
-                    select=not args.no_select, hparams=_parse_hparams(args.set))
+                    select=not args.no_select, hparams=_parse_hparams(args.set), trials=args.trials,
+                    time_budget=args.time_budget, widen=args.widen or 0, tune_on=args.tune_on or "first")
     arrow = "lower is better" if res.lower_is_better else "higher is better"
     table = Table(title=f"{data.name}: test {res.metric} ({arrow}) over {len(res.splits)} splits")
-    for col in ("method", f"{res.metric} mean ± 95% CI", "Δ vs STL (%)", "tasks hurt", "time (s)"):
-        table.add_column(col, justify="left" if col == "method" else "right")
+    cols = ["method", f"{res.metric} mean ± 95% CI", "Δ vs STL (%)", "tasks hurt", "time (s)"]
+    cols += ["trials", "at edge"] if res.tuning else []
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("method", "at edge") else "right")
     for r in sorted(leaderboard(res), key=lambda r: r.mean if res.lower_is_better else -r.mean):
         ci = "n/a" if r.ci != r.ci else f"{r.ci:.3f}"
+        extra = [str(res.tuning[r.method].n_trials), edge_text(res, r.method)] if res.tuning else []
         table.add_row(r.method, f"{r.mean:.3f} ± {ci}",
                       "–" if r.improvement is None else f"{r.improvement:+.2f}",
-                      "–" if r.hurt is None else f"{r.hurt}/{data.n_tasks}", f"{r.seconds:.1f}")
+                      "–" if r.hurt is None else f"{r.hurt}/{data.n_tasks}", f"{r.seconds:.1f}", *extra)
     console.print(table)
     console.print(IMPROVEMENT_DEFINITION, style="dim")
+    if res.tuning:
+        first = next(iter(res.tuning.values()))
+        console.print(f"equal budget: {first.budget} trials per method, {first.selection_text()}", style="dim")
+        for t in res.tuning.values():
+            for line in t.edge_lines():
+                console.print(f"{t.method}: {line}")
+    else:
+        console.print("selection: " + ("each method's default grid, unequal budgets (configurations per split: "
+                                       + ", ".join(f"{m} {n}" for m, n in res.grid_sizes.items())
+                                       + "); --trials N gives every method the same budget"
+                                       if res.selection == "grid" else "none (--no-select)"), style="dim")
     command = "mtlkit " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[0].endswith("mtlkit") else ""
     files = write_results(res, out_dir, command=command, machine=machine_description())
     console.print(f"results: {', '.join(map(str, files))} and {store.path}")
@@ -203,6 +224,17 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-select", action="store_true", help="skip the validation grid: use default hyper-parameters")
     b.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="fix a hyper-parameter for every method that has it, e.g. --set epochs=50")
+    b.add_argument("--trials", type=int, metavar="N",
+                   help="equal-budget tuning: every method gets N TPE trials over its declared search space, scored "
+                        "on validation (default: each method's own grid, unequal budgets)")
+    b.add_argument("--time-budget", type=float, metavar="S",
+                   help="with --trials: at most S seconds of tuning per method")
+    b.add_argument("--widen", type=int, metavar="K",
+                   help="with --trials: search again (up to K times, half the budget each) past a selected value "
+                        "on the edge of its space")
+    b.add_argument("--tune-on", choices=["first", "each"],
+                   help="with --trials: tune on the first split's validation, then train the choice on every split "
+                        "(first, default), or tune on each split's own validation (each: trials × splits runs)")
     b.set_defaults(func=cmd_bench)
 
     d = sub.add_parser("datasets", help="list the data sets")

@@ -12,8 +12,9 @@ from typing import Any
 from mtlkit.errors import MtlkitError
 
 DESCRIPTION = """\
-Search a method's hyper-parameters on one data set: every point of a grid exactly once (default: the
-method's own grid, or --param lists), or a budget of --trials drawn by TPE or at random. Each trial is
+Search a method's hyper-parameters on one data set: every point of a grid of --param lists exactly once,
+or a budget of --trials drawn by TPE or at random (default space: the method's declared tuning space,
+`mtlkit methods NAME`; trial 0 is the method's defaults where the space holds them). Each trial is
 trained on every split and scored by the validation primary metric (RMSE, error % or cross-entropy),
 mean over splits. The best trial is then retrained on every split and tested; the runs go to
 <out>/results.sqlite and the report to <out>/sweep-<method>-<dataset>.md.
@@ -48,7 +49,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--splits", type=int, default=3, help="splits each trial is averaged over (default 3)")
     p.add_argument("--seed", type=int, default=0, help="split i uses seed + i, for the data and the training")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUES",
-                   help="a searched hyper-parameter (repeatable); default: the method's grid")
+                   help="a searched hyper-parameter (repeatable); default: the method's declared search space "
+                        "(needs --trials N when it has ranges)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="a fixed hyper-parameter (repeatable), e.g. --set epochs=50")
     p.add_argument("--trials", type=int, help="a budget of trials drawn by --sampler instead of a grid")

@@ -43,6 +43,14 @@ class BenchResult:
     seconds: dict[str, list[float]] = field(default_factory=dict)
     hparams: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    selection: str = "grid"  # "grid" (each method's default grid), "tuned" (equal budgets, `tuning`), "none"
+    grid_sizes: dict[str, int] = field(default_factory=dict)  # configurations per split and method (grid mode)
+    tuning: dict[str, Any] = field(default_factory=dict)  # method -> `mtlkit.experiments.tuning.TuningResult`
+
+    def edges(self, method: str) -> dict[str, str]:
+        """The method's tuned values on the edge of their search space (name -> low/high); empty untuned."""
+        t = self.tuning.get(method)
+        return dict(t.edges) if t is not None else {}
 
     @property
     def lower_is_better(self) -> bool:
@@ -89,8 +97,16 @@ def run_bench(data: MultiTaskData, methods: Sequence[str], n_splits: int = 3, se
               device: str | None = None, store: ResultsStore | None = None, select: bool = True,
               hparams: dict[str, Any] | None = None, progress: bool | None = None,
               experiment: str = "bench", metric: str | None = None,
-              grids: dict[str, dict[str, list[Any]]] | None = None, reuse: bool = False) -> BenchResult:
+              grids: dict[str, dict[str, list[Any]]] | None = None, reuse: bool = False,
+              trials: int | None = None, time_budget: float | None = None, widen: int = 0,
+              tune_on: str = "first") -> BenchResult:
     """Train every method on every split (grid-selected on validation), record the runs, collect test scores.
+
+    ``trials``: equal-budget tuning instead of the grids: every method gets ``trials`` TPE trials over its declared
+    search space (`mtlkit.experiments.tuning.tune`, scored on validation rows), ``time_budget`` seconds at most,
+    ``widen`` re-searches past an edge, on the first split's validation (``tune_on="first"``, the choice then
+    trained on every split) or on each split's own (``"each"``); the results are in ``BenchResult.tuning``.
+    ``reuse`` applies to grid selection only.
 
     ``metric``: the test metric collected (default: the kind's primary one; selection always uses the
     primary one). ``grids``: a selection grid per method name replacing its default grid. ``reuse``: take
@@ -112,9 +128,12 @@ def run_bench(data: MultiTaskData, methods: Sequence[str], n_splits: int = 3, se
         raise MtlkitError(f"metric {metric!r} is not computed for {data.kind} tasks; choose from "
                           f"{', '.join(METRICS_BY_KIND[data.kind])}")
     checksum = data.checksum()
+    reuse = reuse and trials is None  # a tuned configuration is known only after tuning
     done = _recorded(store, experiment, data.name, checksum) if reuse and store is not None else {}
     res = BenchResult(data.name, checksum, data.kind, data.task_names, metric, [s for s, _ in splits],
-                      notes=list(data.notes))
+                      notes=list(data.notes), selection="tuned" if trials is not None else "grid" if select else "none")
+    tune_kw = dict(trials=trials, time_budget=time_budget, widen=widen, selection=tune_on, seed=seed, device=device,
+                   progress=False if progress is False else None)
     for e in entries:
         res.scores[e.name] = np.full((len(splits), data.n_tasks), np.nan)
         res.seconds[e.name], res.hparams[e.name] = [], []
@@ -124,6 +143,7 @@ def run_bench(data: MultiTaskData, methods: Sequence[str], n_splits: int = 3, se
                 hp = {k: v for k, v in (hparams or {}).items() if k in _known(e)}
                 grid = (grids or {}).get(e.name, e.grid_for(data.kind)) if select else None
                 grid = {k: v for k, v in (grid or {}).items() if k not in hp} or None
+                res.grid_sizes[e.name] = math.prod(len(v) for v in (grid or {}).values())
                 prev = _matching(done.get((e.name, label), []), hp, grid)
                 if prev is not None:
                     stored = prev["test_metrics"]["per_task"][metric]
@@ -133,7 +153,10 @@ def run_bench(data: MultiTaskData, methods: Sequence[str], n_splits: int = 3, se
                     bar.advance(status=f"{e.name} {label}: recorded")
                     continue
                 t0 = time.perf_counter()
-                run = train(e.name, split, hparams=hp, grid=grid, seed=seed + i, device=device, progress=False)
+                if trials is not None:
+                    run = _tuned_run(res, e.name, i, splits, hp, tune_kw)
+                else:
+                    run = train(e.name, split, hparams=hp, grid=grid, seed=seed + i, device=device, progress=False)
                 test_ev = run.evaluate("test")
                 val_ev = run.evaluate("val") if split.val is not None else None
                 res.scores[e.name][i] = test_ev.per_task[metric]
@@ -143,6 +166,18 @@ def run_bench(data: MultiTaskData, methods: Sequence[str], n_splits: int = 3, se
                     store.add(run, experiment, label, val_ev, test_ev)
                 bar.advance(status=f"{e.name} {label}: {metric} {test_ev.mean[metric]:.4g}")
     return res
+
+
+def _tuned_run(res: BenchResult, method: str, i: int, splits: list[tuple[str, Split]], fixed: dict[str, Any],
+               tune_kw: dict[str, Any]) -> Any:
+    """Split ``i``'s run of a tuned method: the method is tuned when first met (its budget, on the first or on every
+    split), then each split gets its selected configuration (the tuning's own run when it trained it)."""
+    from mtlkit.experiments.tuning import tune, tuned_run
+
+    if method not in res.tuning:
+        res.tuning[method] = tune(method, splits, fixed=fixed, **tune_kw)
+    return tuned_run(res.tuning[method], i, splits[i][1], device=tune_kw.get("device"),
+                     progress=tune_kw.get("progress"))
 
 
 def _recorded(store: ResultsStore, experiment: str, dataset: str, checksum: str) -> dict[tuple[str, str], list[Any]]:
@@ -205,13 +240,17 @@ def leaderboard_markdown(res: BenchResult, command: str = "", machine: str = "")
     out += [f"Data: {res.dataset} ({len(res.task_names)} {res.kind} tasks), checksum `{res.checksum}`; "
             f"splits: {', '.join(res.splits)}" + (f"; machine: {machine}" if machine else ""), ""]
     out += [f"- {n}" for n in res.notes] + ([""] if res.notes else [])
+    tuned = bool(res.tuning)
     out += [f"| method | test {res.metric} ({arrow}), mean ± 95% CI | Δ vs {ref or 'STL'} (%) | tasks hurt | "
-            "time (s) |", "|---|---|---|---|---|"]
+            "time (s) |" + (" trials | at edge |" if tuned else ""),
+            "|---|---|---|---|---|" + ("---|---|" if tuned else "")]
     for r in rows:
         hurt = "–" if r.hurt is None else f"{r.hurt}/{len(res.task_names)}"
         out.append(f"| {r.method} | {r.mean:.3f} ± {_fmt(r.ci, '.3f')} | {_fmt(r.improvement)} | {hurt} | "
-                   f"{r.seconds:.1f} |")
-    out += ["", IMPROVEMENT_DEFINITION, "", f"## Per task: test {res.metric}, mean over splits", ""]
+                   f"{r.seconds:.1f} |" + (f" {_trials_cell(res, r.method)} | {edge_text(res, r.method)} |"
+                                             if tuned else ""))
+    out += ["", IMPROVEMENT_DEFINITION, "", *budget_lines(res), "",
+            f"## Per task: test {res.metric}, mean over splits", ""]
     methods = list(res.scores)
     out.append("| task | " + " | ".join(methods) + " |")
     out.append("|---|" + "---|" * len(methods))
@@ -233,7 +272,49 @@ def leaderboard_markdown(res: BenchResult, command: str = "", machine: str = "")
             line += "; selected: " + "; ".join(f"{sp}: " + ", ".join(f"{k}={h.get(k)}" for k in varying)
                                                for sp, h in per_split)
         out.append(line)
-    return "\n".join(out) + "\n"
+    if res.tuning:
+        out += ["", "### Tuning (equal budgets)", ""]
+        for m in methods:
+            if m in res.tuning:
+                out += [res.tuning[m].text().rstrip(), ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def edge_text(res: BenchResult, method: str) -> str:
+    """``⚠ lam (low)`` for each tuned value on the edge of its space; ``–`` when none (or not tuned)."""
+    edges = res.edges(method)
+    return ", ".join(f"⚠ {k} ({side})" for k, side in edges.items()) or "–"
+
+
+def _trials_cell(res: BenchResult, method: str) -> str:
+    t = res.tuning.get(method)
+    return "–" if t is None else str(t.n_trials)
+
+
+def budget_lines(res: BenchResult) -> list[str]:
+    """How the hyper-parameters were chosen and with what budget per method, in words (a section of the results)."""
+    out = ["## Selection and budget", ""]
+    if res.selection == "tuned" and res.tuning:
+        first = next(iter(res.tuning.values()))
+        out.append(f"**Equal budget**: every method had {first.budget} trials (TPE, seed {first.seed}) over its "
+                   f"declared search space (`mtlkit methods NAME`), {first.selection_text()}; scored on validation "
+                   f"{first.metric} (mean over tasks), never on test rows. Pruned trials count toward the budget.")
+        out += ["", "| method | budget used | search space | selected | at edge |", "|---|---|---|---|---|"]
+        from mtlkit.experiments.tuning import params_text, space_text
+
+        for m, t in res.tuning.items():
+            sel = " / ".join(dict.fromkeys(params_text({k: h[k] for k in t.space if k in h}) for h in t.hparams))
+            out.append(f"| {m} | {t.budget_text()} | {space_text(t.space)} | {sel} | {edge_text(res, m)} |")
+        lines = [f"- {t.method}: {line}" for t in res.tuning.values() for line in t.edge_lines()]
+        out += [""] + lines if lines else []
+    elif res.selection == "grid":
+        sizes = ", ".join(f"{m}: {n}" for m, n in res.grid_sizes.items())
+        out.append("Hyper-parameters were selected from each method's default grid (`mtlkit methods NAME`) on each "
+                   "split's validation part; **the budgets are unequal** (configurations tried per split: "
+                   f"{sizes}). For equal budgets use `--trials N`.")
+    else:
+        out.append("No selection (`--no-select`): every method ran with its defaults and the fixed values.")
+    return out
 
 
 def write_results(res: BenchResult, out_dir: str | Path, command: str = "", machine: str = "") -> list[Path]:

@@ -38,6 +38,8 @@ from mtlkit.errors import MtlkitError
 from mtlkit.experiments.bench import make_splits
 from mtlkit.experiments.stats import mean_ci
 from mtlkit.experiments.store import ResultsStore
+from mtlkit.experiments.tuning import decode_params, encode, encode_params, suggest
+from mtlkit.hparams import Space
 from mtlkit.methods import registry
 from mtlkit.progress import progress_bar
 from mtlkit.train.metrics import LOWER_IS_BETTER, PRIMARY_METRIC
@@ -128,8 +130,36 @@ def parse_assignment(item: str) -> tuple[str, Any]:
     return name.strip(), parse_value(text.strip())
 
 
+def space_to_dim(space: Space) -> dict[str, Any]:
+    """A declared `Space` as a stored search dimension; an ``off`` value rides along as ``"off"`` (a range is then
+    searched with a categorical on/off switch, `mtlkit.experiments.tuning.suggest`; a choice simply gains it)."""
+    if space.kind == "choice":
+        values = [list(c) if isinstance(c, tuple) else c for c in space.choices]
+        if space.off is not None and space.off not in values:
+            values.append(space.off)
+        return {"choice": values}
+    kind = "int" if space.kind == "int" else "float"
+    lo, hi = (int(space.low), int(space.high)) if kind == "int" else (float(space.low), float(space.high))  # type: ignore[arg-type]
+    dim: dict[str, Any] = {kind: [lo, hi], "log": space.kind == "log" or space.log}
+    if space.off is not None:
+        dim["off"] = space.off
+    return dim
+
+
+def dim_to_space(dim: Mapping[str, Any]) -> Space:
+    """A stored search dimension as a `Space` (the inverse of `space_to_dim`)."""
+    if "choice" in dim:
+        return Space("choice", choices=tuple(tuple(c) if isinstance(c, list) else c for c in dim["choice"]))
+    if "int" in dim:
+        return Space("int", *dim["int"], off=dim.get("off"), log=bool(dim.get("log")))
+    return Space("log" if dim.get("log") else "uniform", *dim["float"], off=dim.get("off"))
+
+
 def _as_dimension(name: str, spec: Any) -> dict[str, Any]:
-    """A search dimension as stored: ``{"choice": [...]}``, ``{"float": [lo, hi], "log": b}`` or ``{"int": ...}``."""
+    """A search dimension as stored: ``{"choice": [...]}``, ``{"float": [lo, hi], "log": b}`` or ``{"int": ...}``
+    (a range may carry an ``"off"`` value); a declared `Space` is converted."""
+    if isinstance(spec, Space):
+        return space_to_dim(spec)
     if isinstance(spec, str):
         rng = parse_range(spec)
         if rng is None:
@@ -151,9 +181,7 @@ def _as_dimension(name: str, spec: Any) -> dict[str, Any]:
     return {"choice": values}
 
 
-def _encode(value: Any) -> Any:
-    """Optuna categorical choices must be scalars: lists and dicts travel as their JSON text."""
-    return value if value is None or isinstance(value, (bool, int, float, str)) else json.dumps(value)
+_encode = encode  # Optuna categorical choices must be scalars: lists and dicts travel as their JSON text
 
 
 # ---------------------------------------------------------------------- the sweep definition
@@ -203,10 +231,11 @@ class SweepSpec:
 def make_spec(method: str, data: MultiTaskData, *, n_splits: int = 3, seed: int = 0,
               space: Mapping[str, Any] | None = None, fixed: Mapping[str, Any] | None = None,
               n_trials: int | None = None, sampler: str = "tpe") -> SweepSpec:
-    """Validate a sweep's definition; without ``space`` the method's registry grid for the data's kind.
+    """Validate a sweep's definition; without ``space`` the method's declared tuning space for the data's kind
+    (`registry.search_space`), less the fixed names.
 
-    ``space`` maps a hyper-parameter to a list of values or to a range (string ``loguniform:1e-4:1e-1`` or a
-    stored dimension); without ``n_trials`` every dimension must be a list and the sweep is a grid.
+    ``space`` maps a hyper-parameter to a list of values, a range (string ``loguniform:1e-4:1e-1`` or a stored
+    dimension) or a `Space`; without ``n_trials`` every dimension must be a list and the sweep is a grid.
     """
     entry = registry.get(method)
     if data.kind not in entry.kinds:
@@ -214,8 +243,9 @@ def make_spec(method: str, data: MultiTaskData, *, n_splits: int = 3, seed: int 
                           f"{', '.join(entry.kinds)})")
     fixed = dict(fixed or {})
     known = set(registry.describe(entry.name)["hyperparameters"])
+    declared = space is None
     if space is None:
-        space = {k: v for k, v in entry.grid_for(data.kind).items() if k not in fixed}
+        space = {k: v for k, v in _declared_space(entry.name, data.kind).items() if k not in fixed}
     dims = {name: _as_dimension(name, s) for name, s in space.items()}
     unknown = sorted((set(dims) | set(fixed)) - known)
     if unknown:
@@ -232,6 +262,10 @@ def make_spec(method: str, data: MultiTaskData, *, n_splits: int = 3, seed: int 
                   n_splits=n_splits, seed=seed, fixed=fixed, space=dims, metric=metric, direction=direction)
     if n_trials is None:
         ranges = [n for n, d in dims.items() if "choice" not in d]
+        if ranges and declared:
+            raise MtlkitError(f"the declared search space of {entry.name!r} has ranges ("
+                              + "; ".join(f"{n} {dim_to_space(dims[n]).text()}" for n in ranges)
+                              + "): give a budget, --trials N, to search it by TPE, or --param lists for a grid")
         if ranges:
             raise MtlkitError(f"{', '.join(ranges)}: a range needs a budget of trials (--trials N); "
                               "a grid takes lists of values")
@@ -244,7 +278,7 @@ def make_spec(method: str, data: MultiTaskData, *, n_splits: int = 3, seed: int 
     if n_trials < 1:
         raise MtlkitError(f"--trials must be at least 1, got {n_trials}")
     if not dims:
-        raise MtlkitError(f"nothing to search: {entry.name!r} has no default grid; give --param NAME=...")
+        raise MtlkitError(f"nothing to search: {entry.name!r} declares no tuning space; give --param NAME=...")
     return SweepSpec(sampler=sampler, n_trials=int(n_trials), **common)
 
 
@@ -524,9 +558,12 @@ def create_sweep(method: str, data: str | MultiTaskData = "digits", *, storage: 
     if spec.is_grid:
         for i, point in enumerate(spec.grid_points()):
             s.enqueue_trial({k: _encode(v) for k, v in point.items()}, user_attrs={"grid_point": i})
-    else:
-        for _ in range(spec.n_trials):
-            s.enqueue_trial({})
+    else:  # trial 0: the method's defaults (where the space holds them); the rest drawn by the sampler
+        from mtlkit.train.config import method_defaults
+
+        first = encode_params({**method_defaults(registry.get(spec.method)), **spec.fixed}, spaces(spec))
+        for i in range(spec.n_trials):
+            s.enqueue_trial(first if i == 0 else {}, user_attrs={"defaults": True} if i == 0 else None)
     s.set_user_attr(READY_ATTR, True)
     return SweepHandle(url, name, spec, created=True)
 
@@ -551,18 +588,22 @@ class WorkerSummary:
         return len(self.completed) + len(self.failed)
 
 
+def _declared_space(method: str, kind: str) -> dict[str, Space]:
+    try:
+        return dict(registry.search_space(method, kind))  # type: ignore[call-arg]
+    except TypeError:  # a registry whose search_space takes no task kind
+        return dict(registry.search_space(method))
+
+
+def spaces(spec: SweepSpec) -> dict[str, Space]:
+    """The sweep's dimensions as `Space`s."""
+    return {name: dim_to_space(dim) for name, dim in spec.space.items()}
+
+
 def _suggest(trial: Any, spec: SweepSpec) -> dict[str, Any]:
-    """The trial's hyper-parameters: grid values fixed at enqueue time, or drawn by the sampler."""
-    params: dict[str, Any] = {}
-    for name, dim in spec.space.items():
-        if "choice" in dim:
-            got = trial.suggest_categorical(name, [_encode(v) for v in dim["choice"]])
-            params[name] = _decode(spec, name, got)
-        elif "float" in dim:
-            params[name] = trial.suggest_float(name, *dim["float"], log=bool(dim.get("log")))
-        else:
-            params[name] = trial.suggest_int(name, *dim["int"], log=bool(dim.get("log")))
-    return params
+    """The trial's hyper-parameters: grid values fixed at enqueue time, or drawn by the sampler (a range with an
+    ``off`` value through its on/off switch, `mtlkit.experiments.tuning.suggest`)."""
+    return suggest(trial, spaces(spec))
 
 
 def _score(spec: SweepSpec, splits: Sequence[tuple[str, Split]], params: Mapping[str, Any],
@@ -704,13 +745,10 @@ class SweepResult:
     report: Path | None = None
 
 
-def _decode(spec: SweepSpec, name: str, value: Any) -> Any:
-    """A stored parameter value back as the hyper-parameter value (lists travel as JSON text)."""
-    choices = spec.space.get(name, {}).get("choice")
-    if choices is None:
-        return value
-    encoded = [_encode(c) for c in choices]
-    return choices[encoded.index(value)] if value in encoded else value
+def _decode(spec: SweepSpec, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A trial's stored parameters back as hyper-parameter values (lists travel as JSON text; an on/off switch
+    ``NAME:off`` folds into NAME)."""
+    return decode_params(raw, spaces(spec))
 
 
 def trial_records(storage: Any, study_id: int, spec: SweepSpec) -> list[TrialRecord]:
@@ -718,7 +756,7 @@ def trial_records(storage: Any, study_id: int, spec: SweepSpec) -> list[TrialRec
     out = []
     for t in storage.get_all_trials(study_id, deepcopy=False):
         raw = t.params or t.system_attrs.get("fixed_params", {})  # a trial that failed before suggesting
-        params = {k: _decode(spec, k, v) for k, v in raw.items()}
+        params = _decode(spec, raw)
         out.append(TrialRecord(t.number, params, t.value, t.state.name, t.user_attrs.get("error"),
                                list(t.user_attrs.get(f"val_{spec.metric}", []))))
     return sorted(out, key=lambda r: r.number)
@@ -823,7 +861,8 @@ def _dim_text(dim: Mapping[str, Any]) -> str:
         return ", ".join(_fmt(v) for v in dim["choice"])
     kind = "float" if "float" in dim else "int"
     lo, hi = dim[kind]
-    return f"{kind} in [{_fmt(lo)}, {_fmt(hi)}]" + (", log scale" if dim.get("log") else "")
+    return (f"{kind} in [{_fmt(lo)}, {_fmt(hi)}]" + (", log scale" if dim.get("log") else "")
+            + (f", or {_fmt(dim['off'])} (off)" if dim.get("off") is not None else ""))
 
 
 def report_markdown(res: SweepResult, command: str = "", task_names: Sequence[str] = (),
