@@ -133,7 +133,7 @@ def test_bad_input_raises_clear_errors():
     yn[0] = np.inf
     with pytest.raises(ValueError, match="NaN or inf"):
         est.fit(X, yn, task=task)
-    with pytest.raises(ValueError, match="lam must be >= 0"):
+    with pytest.raises(ValueError, match="lam .*must be ≥ 0"):
         Lasso(lam=-1.0).fit(X, y, task=task)
     est.fit(X, y, task=task)
     with pytest.raises(ValueError, match="unknown task id"):

@@ -255,7 +255,7 @@ def test_binary_tasks_train_and_bad_hyper_parameters_raise():
     split = _data("binary").split(test=0.2, val=0.2, seed=0)
     run = mtlkit.train("l21", split, hparams={"lam": 1e-3}, seed=0, device="cpu")
     assert run.evaluate("test").mean["error"] < 25.0
-    with pytest.raises(ValueError, match="lam must be >= 0"):
+    with pytest.raises(ValueError, match="lam .*must be ≥ 0"):
         mtlkit.train("lasso", split, hparams={"lam": -1.0}, device="cpu")
     with pytest.raises(ValueError, match="max_iter"):
         mtlkit.train("rmtl", split, hparams={"max_iter": 0}, device="cpu")

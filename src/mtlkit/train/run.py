@@ -290,21 +290,17 @@ def _read_model_file(path: Path, sha256: Any) -> dict[str, torch.Tensor]:
 
 def _check_model_tensors(path: Path, method: str, expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor]
                          ) -> None:
-    """Tensor names and shapes of the saved model against the model ``run.json`` describes."""
+    """Tensor names of the saved model against the model ``run.json`` describes (shapes: at loading)."""
     def few(items: list[str]) -> str:
         return ", ".join(items[:3]) + (f" and {len(items) - 3} more" if len(items) > 3 else "")
 
     problems = []
     missing = [f"model.{k}" for k in expected if k not in state]
     extra = [f"model.{k}" for k in state if k not in expected]
-    shapes = [f"model.{k} is {list(v.shape)}, expected {list(expected[k].shape)}" for k, v in state.items()
-              if k in expected and tuple(v.shape) != tuple(expected[k].shape)]
     if missing:
         problems.append(f"missing {few(missing)}")
     if extra:
         problems.append(f"unexpected {few(extra)}")
-    if shapes:
-        problems.append(few(shapes))
     if problems:
         raise MtlkitError(f"{path} does not fit the {method!r} model that {RUN_FILE} describes: {'; '.join(problems)}")
 
@@ -342,7 +338,17 @@ def load(directory: str | Path, device: str | torch.device | None = "cpu") -> Ru
     tensors = _read_model_file(model_path, meta.get("model_sha256"))
     state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     _check_model_tensors(model_path, entry.name, parts.model.state_dict(), state)
-    parts.model.load_state_dict(state, strict=True)
+    try:  # shapes are checked here: a model may size some parameters from the saved ones (DMTRL's Tucker ranks)
+        parts.model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        import re
+
+        found = re.findall(r"size mismatch for ([\w.]+): copying a param with shape torch\.Size\((\[[^\]]*\])\) "
+                           r"from checkpoint, the shape in current model is torch\.Size\((\[[^\]]*\])\)", str(e))
+        shapes = ", ".join(f"model.{k} is {a}, expected {b}" for k, a, b in found[:3]) + \
+            (f" and {len(found) - 3} more" if len(found) > 3 else "")
+        raise MtlkitError(f"{model_path} does not fit the {entry.name!r} model that {RUN_FILE} describes: "
+                          f"{shapes or _error_detail(e)}") from None
     parts.model.to(dev)
     needed = [f"normalizer.{k}" for k in ("x_mean", "x_std", "y_mean", "y_std")]
     if meta.get("transform") == "pca":
