@@ -15,7 +15,7 @@ from mtlkit import MultiTaskData
 from mtlkit.analysis.relations import task_relations
 from mtlkit.data.tensors import Batch
 from mtlkit.datasets.amtfl_synthetic import amtfl_split, amtfl_synthetic
-from mtlkit.methods.amtfl import AmtflNet, soft_threshold
+from mtlkit.methods.amtfl import AmtflNet, reconstruction_share, soft_threshold
 from mtlkit.methods.amtfl_baselines import (
     AmtlNet,
     DeepAmtlNet,
@@ -118,6 +118,106 @@ def test_amtfl_objective_is_eq6_written_out(kind, shared):
             rec_rows += 1
     ref = ref + HP["mu"] * S.abs().sum() + HP["gamma"] * rec_sum / rec_rows + HP["lam"] * (L ** 2).sum()
     torch.testing.assert_close(got, ref / T, rtol=1e-12, atol=1e-12)
+
+
+# ---------------------------------------------------------------------- the asymmetry (which side, which index)
+def _easy_hard_pair(noise: tuple[float, float] = (0.1, 2.0), same_rows: bool = False, **hp: object
+                    ) -> tuple[MethodParts, MultiTaskData]:
+    """Two regression tasks with the *same* predictor w, task 0 with little label noise (easy), task 1 with much
+    (hard); a linear AMTFL with one latent feature z = x·w that both tasks use with weight 1 (S = [1, 1], no
+    biases), so ZS = [z, z] and Ẑ = z(a_easy + a_hard): the reconstruction sees only a_easy + a_hard, and
+    the ℓ1 weighted by each task's loss alone decides which row of A carries it."""
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=D)
+    X0 = rng.normal(size=(40, D))
+    e0 = rng.normal(size=40)
+    Xs = [X0, X0 if same_rows else rng.normal(size=(40, D))]
+    es = [e0, e0 if same_rows else rng.normal(size=40)]
+    ys = [X @ w + s * e for X, s, e in zip(Xs, noise, es, strict=True)]
+    data = MultiTaskData.from_tasks(Xs, ys, kind="regression", names=["easy", "hard"])
+    parts = _parts("amtfl", data, **{"hidden": 1, "activation": "identity", "alpha": 1.0, "gamma": 1.0, "mu": 0.0,
+                                     "lam": 0.0, "delta": 0.0, **hp})
+    m = parts.model
+    with torch.no_grad():
+        m.backbone[0].weight.copy_(torch.as_tensor(w)[None, :])
+        m.backbone[0].bias.zero_()
+        m.head.weight.fill_(1.0)
+        m.head.bias.zero_()
+        m.bias_A.zero_()
+    return parts, data
+
+
+def _at(parts: MethodParts, data: MultiTaskData, a: tuple[float, float]) -> torch.Tensor:
+    with torch.no_grad():
+        parts.model.A.copy_(torch.tensor([[a[0]], [a[1]]], dtype=torch.float64))
+    return _objective(parts, data)[0]
+
+
+def test_outgoing_transfer_of_the_hard_task_costs_more_and_the_optimum_transfers_easy_to_hard():
+    """Closed form: with the reconstruction fixed (a_easy + a_hard = u), moving u from the easy row of A to the
+    hard row raises the objective by exactly α·u·(L_hard − L_easy)/T (the loss weight sits on row t, task t's
+    *outgoing* transfer, scaled by task t's own loss); the minimiser over A is a = (u*, 0) with
+    u* = 1 − αL_easy/(2γ·mean z²), and its transfer AS = [[u*, u*], [0, 0]]: easy → hard, nothing hard → easy."""
+    parts, data = _easy_hard_pair()
+    m = parts.model
+    dd = data.tensors("cpu", dtype=torch.float64)
+    with torch.no_grad():
+        z = m.features(dd.x)[..., 0]  # [T, B]
+        pred = as_output(m(dd.x)).pred
+    L = TaskLoss(data.spec)(pred, dd.full())  # [T]
+    assert L[0] < L[1] / 10
+    T, u = 2, 0.6
+    easy, half, hard = _at(parts, data, (u, 0.0)), _at(parts, data, (u / 2, u / 2)), _at(parts, data, (0.0, u))
+    assert easy < half < hard
+    torch.testing.assert_close(hard - easy, u * (L[1] - L[0]) / T, rtol=1e-10, atol=1e-12)
+    mz2 = (z[dd.mask] ** 2).mean()
+    u_star = float(1.0 - L[0] / (2.0 * mz2))  # α = γ = 1
+    assert 0.5 < u_star < 1.0
+    total = _at(parts, data, (u_star, 0.0))
+    (g,) = torch.autograd.grad(total, [m.A])
+    assert abs(float(g[0, 0])) < 1e-10  # stationary in the easy row
+    assert abs(float(g[1, 0])) < float(L[1]) / T  # the hard row's 0 is inside its ℓ1 sub-differential: optimal
+    for a in ((u_star + 0.05, 0.0), (u_star - 0.05, 0.0), (u_star, 0.02), (u_star - 0.02, 0.02), (0.0, u_star)):
+        assert _at(parts, data, a) > total  # and nothing nearby is lower
+    _at(parts, data, (u_star, 0.0))
+    (AS,) = m.task_relations().values()
+    torch.testing.assert_close(AS, torch.tensor([[u_star, u_star], [0.0, 0.0]], dtype=torch.float64))
+
+
+def test_a_task_with_zero_loss_pays_no_outgoing_penalty():
+    """δ = 0 and the easy task fitted exactly (L_easy = 0): the gradient on its row of A is the reconstruction's
+    alone (as with α = 0); the hard task's row also carries α·L_hard·sign(a)/T."""
+    grads = {}
+    for alpha in (0.0, 1.0):
+        parts, data = _easy_hard_pair(noise=(0.0, 2.0), alpha=alpha)
+        total = _at(parts, data, (0.3, 0.2))
+        grads[alpha] = torch.autograd.grad(total, [parts.model.A])[0]
+        if alpha:
+            dd = data.tensors("cpu", dtype=torch.float64)
+            L = TaskLoss(data.spec)(as_output(parts.model(dd.x)).pred, dd.full()).detach()
+    assert float(L[0]) < 1e-20
+    torch.testing.assert_close(grads[1.0][0], grads[0.0][0], rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(grads[1.0][1] - grads[0.0][1], L[1:] / 2, rtol=1e-12, atol=1e-14)
+
+
+def test_equal_losses_make_the_penalty_symmetric_under_relabelling():
+    """Two tasks with the same rows, labels and weights: swapping their rows of A leaves the objective unchanged."""
+    parts, data = _easy_hard_pair(noise=(1.0, 1.0), same_rows=True, delta=0.3, mu=0.1, lam=0.05)
+    torch.testing.assert_close(_at(parts, data, (0.7, -0.2)), _at(parts, data, (-0.2, 0.7)), rtol=1e-13, atol=1e-13)
+
+
+def test_reconstruction_share_reads_the_feedback():
+    """1 when Ẑ = Z (a_easy + a_hard = 1 with S = [1, 1]); 0 when A = 0 and b_A is Z's mean (the ℓ1 dead zone)."""
+    parts, data = _easy_hard_pair()
+    m = parts.model
+    dd = data.tensors("cpu", dtype=torch.float64)
+    z = m.features(dd.x)[dd.mask]
+    _at(parts, data, (0.75, 0.25))
+    assert reconstruction_share(m, z) == pytest.approx(1.0, abs=1e-12)
+    _at(parts, data, (0.0, 0.0))
+    with torch.no_grad():
+        m.bias_A.copy_(z.mean(0))
+    assert reconstruction_share(m, z) == pytest.approx(0.0, abs=1e-12)
 
 
 @pytest.mark.parametrize(("method", "kind", "shared"),

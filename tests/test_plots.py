@@ -24,6 +24,7 @@ from mtlkit.analysis.plots import (
     plot_learning_curves,
     plot_relation_matrix,
     relation_matrix_figure,
+    value_scale,
 )
 from mtlkit.cli import main
 from mtlkit.errors import MtlkitError
@@ -58,6 +59,35 @@ def test_relation_matrix_heatmap(tmp_path: Path) -> None:
     assert 10 <= len(big.axes[0].get_xticklabels()) <= 20 and not big.axes[0].texts  # thinned, not annotated
     with pytest.raises(MtlkitError, match="2-D"):
         relation_matrix_figure(np.zeros(3), ["a"], ["b"], "x")
+
+
+def test_small_values_are_annotated_on_a_common_scale() -> None:
+    """Entries ~1e-3 (TOMATO's ‖θˢ_kt‖) used to print "0.00" in every cell: now v / 10^k with ×10^k on the bar."""
+    rng = np.random.default_rng(1)
+    m = rng.random((4, 12)) * 3e-3
+    fig = relation_matrix_figure(m, [f"topic {i}" for i in range(4)], [f"task{i}" for i in range(12)], "θ", "norm")
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert len(texts) == 48 and len(set(texts)) > 10  # readable, not all equal
+    k = value_scale(float(m.max()))
+    assert k == -3
+    assert texts[int(np.argmax(m))] == f"{m.max() / 1e-3:.1f}"  # the largest value with 2 significant digits
+    bar = fig.axes[0].child_axes[0]  # the colour bar (an inset of the heatmap)
+    assert "10$^{-3}$" in bar.get_title()
+    # the colour bar's ticks are on the same scale as the cells
+    fig.canvas.draw()
+    ticks = [float(t.get_text()) for t in bar.get_yticklabels() if t.get_text()]
+    assert ticks and max(ticks) < 10
+    # a symbol label shares the title with the factor; values in [0.1, 1000) keep their plain format
+    sym = relation_matrix_figure(m, [f"r{i}" for i in range(4)], [f"c{i}" for i in range(12)], "AS", "AS")
+    assert sym.axes[0].child_axes[0].get_title() == "AS ×10$^{-3}$"
+    plain = relation_matrix_figure(np.array([[0.5, 0.25]]), ["a"], ["b", "c"], "ω")
+    assert [t.get_text() for t in plain.axes[0].texts] == ["0.50", "0.25"]
+    assert not plain.axes[0].child_axes[0].get_title()
+    assert value_scale(2500.0) == 3 and value_scale(0.0) == 0
+    # readable for large matrices: no values on more than 20×20 cells, even when asked
+    big = relation_matrix_figure(rng.random((25, 25)) * 1e-3, [str(i) for i in range(25)],
+                                 [str(i) for i in range(25)], "big", annotate=True)
+    assert not big.axes[0].texts
 
 
 def test_improvement_bars_are_sorted_and_coloured(tmp_path: Path) -> None:

@@ -19,12 +19,16 @@ from mtlkit.datasets.mnist_amtfl import (
     per_class_split,
 )
 from mtlkit.experiments.reproduce.amtfl import (
+    FEEDBACK_ACTIVE,
     PAPER_TABLE1,
     PAPER_TABLE2,
     _block_means,
+    amtfl_feedback,
     downsample,
+    fig4h_claim,
     mnist_scores,
     project_bases,
+    transfer_direction,
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -118,6 +122,40 @@ def test_block_means_and_basis_projection():
     assert downsample(img)[0] == pytest.approx(np.array([[2.5, 4.5], [10.5, 12.5]]))
 
 
+def test_transfer_direction_is_judged_only_where_the_feedback_reconstructs():
+    """Fig. 4h used to read a direction off a collapsed A (every |A_ij| ~ Adam's jitter, AS noise): the verdict
+    now counts only splits whose reconstruction share reaches FEEDBACK_ACTIVE, and says so when none does."""
+    easy = np.array([True, True, False, False])
+    to_hard = np.array([[1.0, 0.2, 0.8, 0.6], [0.2, 1.0, 0.7, 0.9], [0.0, 0.1, 1.0, 0.3], [0.1, 0.0, 0.3, 1.0]])
+    noise = np.abs(np.random.default_rng(0).normal(size=(4, 4))) * 1e-3
+    d = transfer_direction([{"AS": to_hard, "share": 0.9}, {"AS": noise, "share": 0.01}, None], easy)
+    assert d["active"].tolist() == [True, False]
+    assert d["eh_act"] == pytest.approx(0.75) and d["he_act"] == pytest.approx(0.05)
+    assert d["ratio"][0] == pytest.approx(15.0)
+    assert "on the 1 split(s) with active feedback easy→hard / hard→easy = 15.00: holds" in fig4h_claim(d)
+    dead = transfer_direction([{"AS": noise, "share": 0.02}, {"AS": noise.T, "share": -0.1}], easy)
+    assert "not measurable" in fig4h_claim(dead) and "holds" not in fig4h_claim(dead)
+
+
+def test_small_gamma_leaves_amtfl_feedback_in_the_l1_dead_zone():
+    """The diagnosed cause of the 0.40 'wrong direction': with the old grid's α = 1, γ = 0.01 (γ weighs the *mean*
+    reconstruction error; ≈ 0.0014 in Eq. 6's Frobenius-sum units here) the loss-weighted ℓ1 beats the
+    reconstruction gradient, A stays at the optimiser's jitter and reconstructs nothing; γ = 1 (≈ 0.14 in the
+    paper's units) switches it on."""
+    import mtlkit
+    from mtlkit.datasets.amtfl_synthetic import amtfl_split, amtfl_synthetic
+
+    data, truth = amtfl_synthetic(seed=0, n_splits=1)
+    split = amtfl_split(data, truth, 0)
+    hp = {"epochs": 300, "patience": 30, "lr": 3e-2, "batch_size": 100, "activation": "identity", "hidden": 6,
+          "alpha": 1.0}
+    off = amtfl_feedback(mtlkit.train("amtfl", split, hparams={**hp, "gamma": 0.01}, device="cpu"), split)
+    on = amtfl_feedback(mtlkit.train("amtfl", split, hparams={**hp, "gamma": 1.0}, device="cpu"), split)
+    assert off is not None and on is not None
+    assert off["share"] < 0.1 and np.abs(off["AS"]).max() < 0.05
+    assert on["share"] > FEEDBACK_ACTIVE
+
+
 def test_unknown_part_is_one_line_error(tmp_path, capsys):
     assert main(["reproduce", "amtfl", "--parts", "cifar", "--out", str(tmp_path), "--store",
                  str(tmp_path / "s")]) == 2
@@ -134,6 +172,7 @@ def test_quick_run_writes_every_section_with_paper_numbers(tmp_path: Path):
     md = (out / "amtfl.md").read_text()
     for needle in ("Command: `mtlkit", "Machine:", "Seeds:", "checksum `", "QUICK SMOKE RUN",
                    "## Claims checked", "Fig. 5a", "Fig. 5b", "Fig. 4", "Fig. 5c", "easy→hard", "hard→easy",
+                   "reconstruction share",
                    "## Table 1", "## Table 2 analogue", "## Table 3 analogue", "Deep-AMTFL − Deep-AMTL",
                    "PCA-64 fitted on each split's training images only", "AMTFL best"):
         assert needle in md, needle

@@ -22,12 +22,14 @@ from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter
 
 from mtlkit.errors import MtlkitError
 
 DPI = 150
 MAX_TICK_LABELS = 20          # beyond this many rows/columns, label every k-th one
 MAX_ANNOTATED_CELLS = 150     # annotate heatmap cells with their values up to this many cells
+MAX_ANNOTATED_CELLS_FORCED = 400  # annotate=True still writes no values on more cells than this (20×20)
 POSITIVE, NEGATIVE, NEUTRAL = "#2c7bb6", "#d7191c", "#9e9e9e"
 IMPROVEMENT_CAPTION = ("Improvement over STL per task (TOMATO Table 4): 100·(m_STL − m)/m_STL for error-like "
                        "metrics, sign flipped for accuracy-like; each task's metric averaged over the splits both "
@@ -66,9 +68,23 @@ def _wrap(text: str, width_in: float, fontsize: float) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------- relations
+def value_scale(big: float) -> int:
+    """The power of ten k to print a heatmap's values as ``v / 10^k`` (with ``×10^k`` on the colour bar): 0 while
+    the largest magnitude ``big`` lies in [0.1, 1000) (plain ``.2f`` / ``.3g`` print 2+ significant digits there),
+    else its decade, so the largest value prints as ``d.d`` (2 significant digits) and the others on its scale."""
+    if not math.isfinite(big) or big <= 0 or 0.1 <= big < 1000:
+        return 0
+    return math.floor(math.log10(big))
+
+
 def relation_matrix_figure(matrix: Any, row_labels: Sequence[str], col_labels: Sequence[str], title: str,
                            value_label: str = "", annotate: bool | None = None) -> Figure:
-    """A heatmap of one relation matrix with a colour bar; diverging colours centred on 0 when it has both signs."""
+    """A heatmap of one relation matrix with a colour bar; diverging colours centred on 0 when it has both signs.
+
+    Cell values are written when the matrix is small (``annotate=None``: up to `MAX_ANNOTATED_CELLS` cells;
+    ``True``: up to `MAX_ANNOTATED_CELLS_FORCED`). Matrices whose largest magnitude is below 0.1 or at least 1000
+    are printed on a common scale ``v / 10^k`` (`value_scale`) with ``×10^k`` above the colour bar, which uses the
+    same scale, so small entries (e.g. ~1e-3) stay readable instead of all reading "0.00"."""
     m = np.asarray(matrix, dtype=np.float64)
     if m.ndim != 2 or m.size == 0:
         raise MtlkitError(f"a relation matrix must be a non-empty 2-D array; got shape {m.shape}")
@@ -95,11 +111,18 @@ def relation_matrix_figure(matrix: Any, row_labels: Sequence[str], col_labels: S
     cax = ax.inset_axes([1.03, 0.0, 0.2 / (n_c * cell), 1.0])
     cb = fig.colorbar(img, cax=cax)
     cb.ax.tick_params(labelsize=8)
-    if value_label:
-        if len(value_label) <= 3:  # a symbol (ω, AS) reads better upright above the bar than turned sideways
-            cb.ax.set_title(value_label, fontsize=10)
-        else:
+    k = value_scale(float(np.abs(finite).max())) if finite.size else 0
+    factor = f"×10$^{{{k}}}$" if k else ""
+    if k:
+        cb.ax.yaxis.set_major_formatter(FuncFormatter(lambda x, _pos: f"{x / 10.0 ** k:g}"))
+        cb.ax.yaxis.get_offset_text().set_visible(False)
+    if value_label and len(value_label) <= 3:  # a symbol (ω, AS) reads better upright above the bar
+        cb.ax.set_title(f"{value_label} {factor}".strip(), fontsize=10)
+    else:
+        if value_label:
             cb.set_label(value_label)
+        if factor:
+            cb.ax.set_title(factor, fontsize=9)
     rows, cols = _thin(n_r), _thin(n_c)
     ax.set_yticks(rows, [str(row_labels[i]) for i in rows])
     rotate = n_c > 8 or long_c > 3
@@ -109,9 +132,10 @@ def relation_matrix_figure(matrix: Any, row_labels: Sequence[str], col_labels: S
     ax.tick_params(labelsize=tick_size, length=2)
     if annotate is None:
         annotate = n_r * n_c <= MAX_ANNOTATED_CELLS
+    annotate = annotate and n_r * n_c <= MAX_ANNOTATED_CELLS_FORCED
     if annotate and finite.size:
-        big = float(np.abs(finite).max())
-        fmt = ".2f" if big < 10 else ".3g"
+        big = float(np.abs(finite).max()) / 10.0 ** k
+        fmt = ".1f" if k else ".2f" if big < 10 else ".3g"
         size = float(np.clip(cell * 16, 6, 9))
         for i in range(n_r):
             for j in range(n_c):
@@ -120,7 +144,9 @@ def relation_matrix_figure(matrix: Any, row_labels: Sequence[str], col_labels: S
                     continue
                 r, g, b, _ = img.cmap(img.norm(v))
                 dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
-                ax.text(j, i, format(v, fmt), ha="center", va="center", fontsize=size,
+                text = format(v / 10.0 ** k, fmt)
+                text = text[1:] if text.startswith("-") and float(text) == 0 else text  # no "-0.0"
+                ax.text(j, i, text, ha="center", va="center", fontsize=size,
                         color="white" if dark else "black")
     ax.set_title(title, fontsize=11)
     return fig

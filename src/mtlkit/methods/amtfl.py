@@ -14,8 +14,14 @@ task t's number of training rows (``DataInfo.train_sizes``), ``R`` the reconstru
 averaged over the batch's labelled rows (a row of a heterogeneous task t is one row of the paper's stacked X),
 and ``W_l`` the backbone's weight matrices / conv kernels (``L`` for ``amtfl``; biases, S and A excluded).
 The Trainer supplies ``(1/T) Σ_t L_t``; everything else is one penalty (``amtfl_penalty``), which recomputes the
-batch's per-task losses from ``out.pred`` with `TaskLoss`. Dividing the whole of Eq. 6 by T keeps every
-hyper-parameter's meaning relative to the paper's sum over tasks.
+batch's per-task losses from ``out.pred`` with `TaskLoss`. Dividing the whole of Eq. 6 by T keeps α, μ, λ and δ
+at their meaning relative to the paper's sum over tasks, but **not γ**: Eq. 6's ``‖Z − σ(f(ZS)A)‖²_F`` *sums* over
+the N stacked training rows while ``R`` here is their *mean* (the authors' code, ``reduce_mean`` over the batch).
+So ``γ`` here is ``N·γ_paper`` — and, since regression targets are standardised by the Trainer (pooled
+``y_std``) while Eq. 6's losses are in raw units, ``N·γ_paper / y_std²`` for regression. On School
+(N ≈ 9.2k, y_std ≈ 12.7) that is ≈ 57·γ_paper; on the synthetic data ≈ 7·γ_paper. Too small a γ against α's
+loss-weighted ℓ1 leaves A in the ℓ1 dead zone (every |A_ij| ~ the optimiser's jitter, no reconstruction, the
+model is MT-NN): check `reconstruction_share` before reading ``AS`` as transfer.
 
 Decisions where the paper is silent or its code differs (METHOD_NOTES §4):
 
@@ -210,6 +216,18 @@ def reconstruction_error(model: AmtflNet, z: torch.Tensor, batch: Batch) -> torc
     m = _rows_mask(batch, z)
     err = (z - model.reconstruct(z)).pow(2).sum(-1)
     return (err * m).sum() / m.sum().clamp_min(1.0)
+
+
+@torch.no_grad()
+def reconstruction_share(model: AmtflNet, z: torch.Tensor) -> float:
+    """How much of the features' spread the feedback reconstructs: ``1 − Σ‖z − ẑ‖² / Σ‖z − z̄‖²`` over the rows
+    of ``z`` ([..., k], flattened over the leading axes; z̄ the column means). 1: ``Ẑ = Z``; ≤ 0: no better than
+    the constant z̄ that ``b_A`` alone gives, i.e. the feedback is off (A in the ℓ1 dead zone) and ``AS`` is
+    noise, not transfer."""
+    z = z.reshape(-1, z.shape[-1])
+    err = (z - model.reconstruct(z)).pow(2).sum()
+    spread = (z - z.mean(0)).pow(2).sum()
+    return float(1.0 - err / spread) if float(spread) > 0 else float("nan")
 
 
 def l2_sum(model: AmtflNet) -> torch.Tensor:
