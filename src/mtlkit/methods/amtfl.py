@@ -78,8 +78,11 @@ ACTIVATION_PARAM = HParam("activation", "str", "relu", "σ of the hidden layers 
 AMTFL_PENALTY_PARAMS: tuple[HParam, ...] = (
     HParam("alpha", "float", 0.1, "α: loss-weighted ℓ1 (1 + α‖a_t‖₁)(L_t + δ/√N_t) on the feedback A's rows, "
            "task t's outgoing transfer (0 = off)", low=0.0, space=log_range(1e-3, 10.0, off=0.0)),
-    HParam("gamma", "float", 0.01, "γ: weight of the reconstruction ‖Z − σ(f(ZS)A)‖² (0 = off)", low=0.0,
-           space=log_range(1e-4, 1.0, off=0.0)),
+    # Our reconstruction is a mean over rows of standardised targets, the paper's Eq. 6 a sum over N raw rows: our
+    # γ ≈ N·γ_paper/y_std² (about 57·γ_paper on School), so the space reaches 1e3 (School selects γ = 100).
+    HParam("gamma", "float", 0.01, "γ: weight of the reconstruction ‖Z − σ(f(ZS)A)‖², a mean over rows (≈ N·γ of "
+           "the paper's summed Eq. 6 on standardised targets; 0 = off)", low=0.0,
+           space=log_range(1e-3, 1e3, off=0.0)),
     HParam("mu", "float", 1e-4, "μ: ℓ1 on the task weights S (0 = off)", low=0.0,
            space=log_range(1e-6, 1e-2, off=0.0)),
     HParam("lam", "float", 1e-4, "λ: ℓ2 on the backbone's weights, biases excluded (0 = off)", low=0.0,
@@ -108,7 +111,7 @@ DEEP_AMTFL_PARAMS: tuple[HParam, ...] = (*DEEP_BACKBONE_PARAMS, *AMTFL_PENALTY_P
 AMTFL_DEFAULTS: dict[str, Any] = {p.name: p.default for p in AMTFL_PARAMS}
 DEEP_AMTFL_DEFAULTS: dict[str, Any] = {p.name: p.default for p in DEEP_AMTFL_PARAMS}
 KINDS = ("regression", "binary")
-AMTFL_GRID: dict[str, list[Any]] = {"alpha": [0.01, 0.1, 1.0], "gamma": [0.01, 0.1]}
+AMTFL_GRID: dict[str, list[Any]] = {"alpha": [0.01, 0.1, 1.0], "gamma": [0.01, 1.0, 100.0]}
 
 
 def soft_threshold(x: torch.Tensor, thr: float | torch.Tensor) -> torch.Tensor:
