@@ -235,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--tune-on", choices=["first", "each"],
                    help="with --trials: tune on the first split's validation, then train the choice on every split "
                         "(first, default), or tune on each split's own validation (each: trials × splits runs)")
+    b.add_argument("--quiet", action=importlib.import_module("mtlkit.progress").QuietFlag)
     b.set_defaults(func=cmd_bench)
 
     d = sub.add_parser("datasets", help="list the data sets")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mtlkit.errors import MtlkitError
+from mtlkit.progress import QuietFlag
 
 DESCRIPTION = """\
 Search a method's hyper-parameters on one data set: every point of a grid of --param lists exactly once,
@@ -62,6 +63,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--wait", type=float, default=600.0,
                    help="seconds a worker waits for the study to be created (default 600)")
+    p.add_argument("--quiet", action=QuietFlag)
     p.set_defaults(func=cmd_sweep)
     return p
 

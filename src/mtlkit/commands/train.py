@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mtlkit.errors import MtlkitError
+from mtlkit.progress import QuietFlag
 
 DESCRIPTION = """\
 Train METHOD on one split: the data set's first predefined split when it has them (School: Argyriou's),
@@ -54,6 +55,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    "batch per task; rank 0 prints and saves")
     p.add_argument("--tensorboard", type=Path, metavar="DIR",
                    help="log per-epoch losses (mean and per task) and the learning rate to DIR for TensorBoard")
+    p.add_argument("--quiet", action=QuietFlag)
     p.set_defaults(func=cmd_train)
     return p
 

@@ -22,7 +22,7 @@ from mtlkit.errors import MtlkitError
 from mtlkit.experiments import report
 from mtlkit.experiments.store import ResultsStore
 from mtlkit.methods import registry
-from mtlkit.progress import progress_bar
+from mtlkit.progress import progress_bar, scope
 from mtlkit.train.metrics import LOWER_IS_BETTER, METRICS_BY_KIND, PRIMARY_METRIC
 from mtlkit.train.run import train
 
@@ -137,7 +137,8 @@ def run_bench(data: MultiTaskData, methods: Sequence[str], n_splits: int = 3, se
     for e in entries:
         res.scores[e.name] = np.full((len(splits), data.n_tasks), np.nan)
         res.seconds[e.name], res.hparams[e.name] = [], []
-    with progress_bar(len(splits) * len(entries), f"bench {data.name}", progress) as bar:
+    desc = f"{experiment} {data.name}"  # "bench digits": progress lines read "bench digits: stl seed-0 done in ..."
+    with progress_bar(len(splits) * len(entries), desc, progress) as bar:
         for i, (label, split) in enumerate(splits):
             for e in entries:
                 hp = {k: v for k, v in (hparams or {}).items() if k in _known(e)}
@@ -150,13 +151,15 @@ def run_bench(data: MultiTaskData, methods: Sequence[str], n_splits: int = 3, se
                     res.scores[e.name][i] = [np.nan if v is None else v for v in stored]
                     res.seconds[e.name].append(float(prev["train_seconds"] or 0.0))
                     res.hparams[e.name].append(prev["hparams"])
-                    bar.advance(status=f"{e.name} {label}: recorded")
+                    bar.advance(status=f"{e.name} {label} recorded ({metric} {np.nanmean(res.scores[e.name][i]):.4g})")
                     continue
                 t0 = time.perf_counter()
-                if trials is not None:
-                    run = _tuned_run(res, e.name, i, splits, hp, tune_kw)
-                else:
-                    run = train(e.name, split, hparams=hp, grid=grid, seed=seed + i, device=device, progress=False)
+                with scope(f"{desc}: {e.name} {label}"):  # labels the run's own epoch progress
+                    if trials is not None:
+                        run = _tuned_run(res, e.name, i, splits, hp, tune_kw)
+                    else:
+                        run = train(e.name, split, hparams=hp, grid=grid, seed=seed + i, device=device,
+                                    progress=False if progress is False else None)
                 test_ev = run.evaluate("test")
                 val_ev = run.evaluate("val") if split.val is not None else None
                 res.scores[e.name][i] = test_ev.per_task[metric]
@@ -164,7 +167,8 @@ def run_bench(data: MultiTaskData, methods: Sequence[str], n_splits: int = 3, se
                 res.hparams[e.name].append(run.hparams)
                 if store is not None:
                     store.add(run, experiment, label, val_ev, test_ev)
-                bar.advance(status=f"{e.name} {label}: {metric} {test_ev.mean[metric]:.4g}")
+                bar.advance(status=f"{e.name} {label} done in {res.seconds[e.name][-1]:.1f} s "
+                                   f"({metric} {test_ev.mean[metric]:.4g})")
     return res
 
 

@@ -18,7 +18,7 @@ from mtlkit.data.tensors import Batch, DeviceData
 from mtlkit.errors import MtlkitError
 from mtlkit.methods.base import MethodParts, as_output
 from mtlkit.optim.schedule import exponential_decay
-from mtlkit.progress import progress_bar
+from mtlkit.progress import progress_bar, training_label
 from mtlkit.train import checkpoint as ckpt_io
 from mtlkit.train.distributed import DistContext
 from mtlkit.train.losses import TaskLoss
@@ -265,7 +265,8 @@ def fit_sgd(parts: MethodParts, loss: TaskLoss, train: DeviceData, val: DeviceDa
     unsaved = False  # progress since the last checkpoint
     diverged: TrainingDiverged | None = None
     try:
-        with progress_bar(hp["epochs"], "training", progress if main else False) as bar:
+        with progress_bar(hp["epochs"], training_label(), progress if main else False, timed=True,
+                          unit="epoch") as bar:
             if start_epoch:
                 bar.advance(min(start_epoch, hp["epochs"]))
             while epoch < hp["epochs"] and not (hist.diverged or hist.stopped_early):

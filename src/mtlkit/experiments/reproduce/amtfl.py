@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mtlkit import progress
 from mtlkit.data.splits import Split
 from mtlkit.experiments.reproduce.common import Context, fmt, markdown_table, provenance
 from mtlkit.experiments.stats import mean_ci
@@ -227,7 +228,8 @@ def select_evaluate(ctx: Context, experiment: str, splits: Sequence[tuple[str, S
         best, best_val = None, np.inf
         t0 = time.perf_counter()
         for cfg in configs:
-            run = mtlkit.train(method, splits[0][1], hparams=cfg, seed=SEED, device=ctx.device, progress=False)
+            run = mtlkit.train(method, splits[0][1], hparams=cfg, seed=SEED, device=ctx.device,
+                               progress=ctx.progress)
             v = float(np.nanmean(score(run, splits[0][1], "val")))
             sel.grid_scores.append((cfg, v))
             if inspect and label in inspect:
@@ -243,12 +245,13 @@ def select_evaluate(ctx: Context, experiment: str, splits: Sequence[tuple[str, S
             else:
                 t1 = time.perf_counter()
                 run = mtlkit.train(method, split, hparams=sel.hparams, seed=SEED + i, device=ctx.device,
-                                   progress=False)
+                                   progress=ctx.progress)
                 secs = time.perf_counter() - t1
             sel.scores.append(score(run, split, "test"))
             sel.seconds.append(secs)
             if inspect and label in inspect:
                 sel.inspected.append(inspect[label](run, split))
+            progress.step(f"{experiment}: {label} {name} done in {secs:.1f} s", ctx.progress)
             ctx.store.add(run, experiment, name, run.evaluate("val") if split.val is not None else None,
                           run.evaluate("test"))
         out[label] = sel
@@ -506,7 +509,8 @@ def _scaling(ctx: Context, st: dict[str, Any], res: dict[str, Selected]
         for m in SYN_METHODS:
             method = _syn_specs(st)[m][0]
             t0 = time.perf_counter()
-            run = mtlkit.train(method, split, hparams=res[m].hparams, seed=SEED, device=ctx.device, progress=False)
+            run = mtlkit.train(method, split, hparams=res[m].hparams, seed=SEED, device=ctx.device,
+                               progress=ctx.progress)
             secs[m].append(time.perf_counter() - t0)
             rmse[m].append(float(np.mean(rmse_scores(run, split, "test"))))
     from matplotlib.figure import Figure
@@ -975,6 +979,8 @@ def run(args: argparse.Namespace, ctx: Context) -> list[Path]:
         raise MtlkitError(f"unknown part(s) {', '.join(bad) or '(none given)'}; choose from {', '.join(PARTS)}")
     if args.splits < 1 or args.deep_splits < 1:
         raise MtlkitError("--splits and --deep-splits must be at least 1")
+    if args.quick:  # a smoke run: 2 splits (the fewest a CI needs), 1 imbalanced-MNIST split
+        args.splits, args.deep_splits = min(args.splits, 2), min(args.deep_splits, 1)
     st = _settings(args.quick)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small models on a shared CPU: one thread is many times faster than two fighting

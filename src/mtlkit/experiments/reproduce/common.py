@@ -89,6 +89,35 @@ def select_then_evaluate(ctx: Context, data: MultiTaskData, methods: Sequence[st
                      reuse=True)
 
 
+def quick_subset(data: MultiTaskData, tasks: int = 6, rows: int = 100, seed: int = 0) -> MultiTaskData:
+    """A ``--quick`` smoke run's stand-in for a real data set: its first ``tasks`` tasks with at most ``rows``
+    random rows each (shared-input data: ``tasks · rows`` random rows, the first ``tasks`` targets). The feature
+    transform (e.g. PCA) is kept, predefined splits are not; the data's notes say it is a subset."""
+    from mtlkit.data.spec import TaskSpec
+
+    rng = np.random.default_rng(seed)
+    spec = TaskSpec(data.spec.kind, tuple(data.spec.names[:tasks]), tuple(data.spec.n_classes[:tasks]))
+    note = f"--quick smoke subset: the first {spec.n_tasks} tasks, at most {rows} random rows each"
+    common: dict[str, Any] = dict(name=data.name, feature_names=data.feature_names, transform=data.transform,
+                                  notes=[*data.notes, note])
+    if data.xs is not None:
+        assert data.ys is not None
+        pick = [np.sort(rng.permutation(len(x))[:rows]) for x in data.xs[:tasks]]
+        return MultiTaskData(spec, xs=[x[i] for x, i in zip(data.xs, pick, strict=False)],
+                             ys=[y[i] for y, i in zip(data.ys, pick, strict=False)], **common)
+    assert data.x is not None and data.y is not None
+    idx = np.sort(rng.permutation(len(data.x))[:rows * spec.n_tasks])
+    return MultiTaskData(spec, x=data.x[idx], y=data.y[idx][:, :spec.n_tasks], **common)
+
+
+def quick_grids(data: MultiTaskData, methods: Sequence[str]) -> dict[str, dict[str, list[Any]]]:
+    """A ``--quick`` smoke run's selection grids: each method's default grid cut to its first value per
+    hyper-parameter (one configuration to train)."""
+    from mtlkit.methods import registry
+
+    return {m: {k: list(v)[:1] for k, v in registry.get(m).grid_for(data.kind).items()} for m in methods}
+
+
 def fmt(x: float | None, decimals: int = 2) -> str:
     """A number for a table; – for missing."""
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{decimals}f}"

@@ -268,7 +268,7 @@ def _omega(ctx: Context, data: MultiTaskData, hp: dict[str, Any],
 
     out, rmse = [], []
     for i, (_, split) in enumerate(make_splits(data, n_splits, SEED)):
-        run = mtlkit.train("srdml", split, hparams=hp, seed=SEED + i, device=ctx.device, progress=False)
+        run = mtlkit.train("srdml", split, hparams=hp, seed=SEED + i, device=ctx.device, progress=ctx.progress)
         out.append(np.asarray(task_relations(run)["ω (task × task)"], dtype=np.float64))
         rmse.append(float(np.nanmean(run.evaluate("test").per_task["rmse"])))
     return out, rmse
