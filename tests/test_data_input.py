@@ -98,6 +98,25 @@ def test_two_valued_labels_are_binary_classes_0_and_1_with_a_note(tmp_path, capl
     np.testing.assert_array_equal(d.task_arrays(0)[1], (y[:12] == hi).astype(float))
     (msg,) = [r.getMessage() for r in caplog.records]
     assert f"{lo:g} and {hi:g}" in msg and "classes 0 and 1" in msg and "--kind regression" in msg
+    assert d.spec.labels == (float(lo), float(hi))
+
+
+@pytest.mark.parametrize("labels", [(1, 2), (-1, 1)])
+def test_a_model_of_mapped_binary_labels_predicts_the_original_labels(tmp_path, labels):
+    """Labels {1, 2} train as classes 0/1; predictions come back as 1/2, also after save and load, and sparse
+    rows are accepted by predict as by the data constructors."""
+    lo, hi = labels
+    rng = np.random.default_rng(2)
+    f = rng.normal(size=80)
+    df = pd.DataFrame({"t": np.repeat(["a", "b"], 40), "y": np.where(f > 0, hi, lo), "f": f})
+    df.to_csv(tmp_path / "t.csv", index=False)
+    d = MultiTaskData.from_table(tmp_path / "t.csv", task="t", target="y")
+    run = mtlkit.train("stl-linear", d.split(test=0.25, val=0.2, seed=0), seed=0, device="cpu")
+    X = np.array([[-2.0], [2.0]])
+    np.testing.assert_array_equal(run.predict(X, task="a"), [lo, hi])
+    run.save(tmp_path / "run")
+    again = mtlkit.load(tmp_path / "run")
+    np.testing.assert_array_equal(again.predict(sp.csr_matrix(X), task="b"), [lo, hi])
 
 
 def test_array_constructors_infer_the_kind_with_the_same_rules(caplog):

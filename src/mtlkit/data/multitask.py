@@ -182,9 +182,10 @@ def _map_binary(y: np.ndarray, mapping: tuple[float, float]) -> np.ndarray:
 
 
 def resolve_kind(kind: str | None, ys: Sequence[np.ndarray], what: str = "the labels"
-                 ) -> tuple[str, list[np.ndarray], str | None]:
-    """``kind`` (inferred by `infer_kind` when None), the labels (two-valued binary labels mapped to 0/1)
-    and the note to record, already logged on ``mtlkit.data``; None when nothing was inferred or mapped."""
+                 ) -> tuple[str, list[np.ndarray], str | None, tuple[float, float] | None]:
+    """``kind`` (inferred by `infer_kind` when None), the labels (two-valued binary labels mapped to 0/1), the
+    note to record, already logged on ``mtlkit.data`` (None when nothing was inferred or mapped), and the
+    original values of classes 0 and 1 when binary labels were mapped (`TaskSpec.labels`), else None."""
     ys = list(ys)
     if kind is None:
         inf = infer_kind(ys, what)
@@ -192,16 +193,16 @@ def resolve_kind(kind: str | None, ys: Sequence[np.ndarray], what: str = "the la
         flat = np.concatenate([np.ravel(y) for y in ys]) if ys else np.zeros(0)
         vals = np.unique(flat[np.isfinite(flat)])
         if len(vals) != 2 or set(vals.tolist()) <= {0.0, 1.0}:
-            return kind, ys, None
+            return kind, ys, None, None
         lo, hi = float(vals[0]), float(vals[1])
         inf = KindInference("binary", f"binary labels: {what} has two values, {lo:g} and {hi:g}, read as classes "
                             "0 and 1", mapping=(lo, hi))
     else:
-        return kind, ys, None
+        return kind, ys, None, None
     if inf.mapping is not None:
         ys = [_map_binary(y, inf.mapping) for y in ys]
     log.log(inf.level, inf.note)
-    return inf.kind, ys, inf.note
+    return inf.kind, ys, inf.note, inf.mapping
 
 
 @contextlib.contextmanager
@@ -328,6 +329,7 @@ class MultiTaskData:
         names: Sequence[str] | None = None,
         n_classes: int | Sequence[int] | None = None,
         max_dense_bytes: int | None = None,
+        labels: tuple[float, ...] | None = None,
         **kwargs: Any,
     ) -> MultiTaskData:
         """Heterogeneous tasks: task t has its own rows ``Xs[t]`` [n_t, ...] and labels ``ys[t]``.
@@ -347,10 +349,10 @@ class MultiTaskData:
         xs = [_as_float_array(X, f"features of task {names[t]!r}", max_dense_bytes) for t, X in enumerate(Xs)]
         ys_ = [_as_label_array(y, f"labels of task {names[t]!r}") for t, y in enumerate(ys)]
         inferred = kind is None
-        kind, ys_, note = resolve_kind(kind, ys_)
+        kind, ys_, note, mapped = resolve_kind(kind, ys_)
         if note:
             kwargs["notes"] = [*kwargs.get("notes", ()), note]
-        spec = TaskSpec(kind, tuple(names), _class_counts(kind, n_classes, ys_, T))
+        spec = TaskSpec(kind, tuple(names), _class_counts(kind, n_classes, ys_, T), labels or mapped)
         data = cls(spec, xs=xs, ys=ys_, **kwargs)
         return data.require_two_classes() if inferred and kwargs.get("validate", True) else data
 
@@ -363,6 +365,7 @@ class MultiTaskData:
         names: Sequence[str] | None = None,
         n_classes: int | Sequence[int] | None = None,
         max_dense_bytes: int | None = None,
+        labels: tuple[float, ...] | None = None,
         **kwargs: Any,
     ) -> MultiTaskData:
         """Shared-input tasks: one ``X`` [N, ...] and ``Y[:, t]`` per task (``[N, T, p]`` for soft
@@ -380,7 +383,8 @@ class MultiTaskData:
             log.info(note)
             kwargs["notes"] = [*kwargs.get("notes", ()), note]
         elif y.ndim == 2 and y.shape[1] > 0 and (kind is None or kind == "binary"):
-            kind, cols, note = resolve_kind(kind, [y[:, t] for t in range(y.shape[1])])
+            kind, cols, note, mapped = resolve_kind(kind, [y[:, t] for t in range(y.shape[1])])
+            labels = labels or mapped
             y = np.stack(cols, axis=1)
             if note:
                 kwargs["notes"] = [*kwargs.get("notes", ()), note]
@@ -392,7 +396,7 @@ class MultiTaskData:
         T = y.shape[1]
         names = _task_names(names, T)
         per_task = [y[:, t][~np.isnan(y[:, t])] if y.ndim == 2 else y[:, t] for t in range(T)]
-        spec = TaskSpec(kind, tuple(names), _class_counts(kind, n_classes, per_task, T))
+        spec = TaskSpec(kind, tuple(names), _class_counts(kind, n_classes, per_task, T), labels)
         data = cls(spec, x=x, y=y, **kwargs)
         return data.require_two_classes() if inferred and kwargs.get("validate", True) else data
 

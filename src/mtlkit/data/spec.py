@@ -22,6 +22,9 @@ class TaskSpec:
     kind: str
     names: tuple[str, ...]
     n_classes: tuple[int, ...]
+    labels: tuple[float, ...] | None = None
+    """The original label values of classes 0, 1, ... when they were given otherwise (binary labels {1, 2} are
+    trained as 0/1 and predicted back as 1/2); None when the classes are the labels."""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -76,6 +79,7 @@ class DataInfo:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> DataInfo:
         s = d["spec"]
-        spec = TaskSpec(kind=s["kind"], names=tuple(s["names"]), n_classes=tuple(s["n_classes"]))
+        spec = TaskSpec(kind=s["kind"], names=tuple(s["names"]), n_classes=tuple(s["n_classes"]),
+                        labels=tuple(float(v) for v in s["labels"]) if s.get("labels") else None)
         return cls(spec=spec, feature_shape=tuple(d["feature_shape"]), shared=bool(d["shared"]),
                    train_sizes=tuple(d.get("train_sizes", ())))

@@ -178,7 +178,7 @@ def read_table(cls: Any, path: str | Path, task: str, target: str, features: Seq
     X = pd.get_dummies(df[feats], columns=cat, dtype=np.float64) if cat else pd.DataFrame(numeric)[feats]
     y = _numeric_column(df, target, "target column", where)
 
-    kind, (y,), note = resolve_kind(kind, [y], what=f"the target column {target!r}")
+    kind, (y,), note, labels = resolve_kind(kind, [y], what=f"the target column {target!r}")
     if note:
         kwargs["notes"] = [*kwargs.get("notes", ()), note]
     tasks = df[task].astype(str).to_numpy()
@@ -187,5 +187,6 @@ def read_table(cls: Any, path: str | Path, task: str, target: str, features: Seq
     Xs = [Xv[tasks == n] for n in names]
     ys = [y[tasks == n] for n in names]
     kwargs.setdefault("name", path.stem)
-    data = cls.from_tasks(Xs, ys, kind=kind, names=names, feature_names=[str(c) for c in X.columns], **kwargs)
+    data = cls.from_tasks(Xs, ys, kind=kind, names=names, feature_names=[str(c) for c in X.columns], labels=labels,
+                          **kwargs)
     return data.require_two_classes()

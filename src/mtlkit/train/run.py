@@ -150,6 +150,8 @@ class Run:
     def predict_proba(self, X: Any, task: int | str | None = None) -> np.ndarray:
         """Link-scale predictions for raw rows ``X`` [n, ...]: values (regression), P(class 1) (binary)
         or class probabilities; for one task ``[n(, P)]``, or for every task ``[T, n(, P)]``."""
+        if hasattr(X, "toarray"):  # scipy.sparse rows, as the data may have been given
+            X = X.toarray()
         X = np.asarray(X, dtype=np.float64)
         if self.transform is not None:
             X = self.transform.apply(X)
@@ -167,14 +169,17 @@ class Run:
         return out if task is None else out[self._task_index(task)]
 
     def predict(self, X: Any, task: int | str | None = None) -> np.ndarray:
-        """Point predictions for raw rows: values (regression) or class labels (classification)."""
+        """Point predictions for raw rows: values (regression) or class labels (classification), in the labels'
+        own values when they were given otherwise than 0..k-1 (binary {1, 2}: `TaskSpec.labels`)."""
         p = self.predict_proba(X, task)
-        kind = self.info.spec.kind
-        if kind == "regression":
+        spec = self.info.spec
+        if spec.kind == "regression":
             return p
-        if kind == "binary":
-            return (p >= 0.5).astype(np.int64)
-        return p.argmax(-1)
+        cls = (p >= 0.5).astype(np.int64) if spec.kind == "binary" else p.argmax(-1)
+        if spec.labels is not None:
+            values = np.asarray(spec.labels)
+            return values[cls].astype(np.int64) if np.all(values == np.round(values)) else values[cls]
+        return cls
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path) -> Path:
