@@ -4,6 +4,7 @@ summary built from several reproductions' claim files."""
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 
@@ -75,3 +76,15 @@ def test_reproduce_claims_command_rebuilds_the_ledger(tmp_path):
     assert main(["reproduce", "claims", "--out", str(tmp_path), "--store", str(tmp_path / "s.sqlite"),
                  "--readme", str(readme)]) == 0
     assert "| P1 | 1 |" in readme.read_text() and (tmp_path / "claims.md").exists()
+
+
+@pytest.mark.skipif(not os.environ.get("MTLKIT_DATA"), reason="needs the staged data sets (MTLKIT_DATA)")
+def test_reproduce_all_quick_leaves_the_readme_alone(tmp_path):
+    from mtlkit.cli import main
+
+    readme = tmp_path / "R.md"
+    readme.write_text(f"{README_BEGIN}\nkept\n{README_END}\n")
+    assert main(["reproduce", "all", "--quick", "--only", "tomato", "--out", str(tmp_path / "q"), "--store",
+                 str(tmp_path / "q" / "s.sqlite"), "--readme", str(readme)]) == 0
+    assert "kept" in readme.read_text()  # a smoke run's claims never reach the README
+    assert (tmp_path / "q" / "claims" / "tomato.csv").exists() and (tmp_path / "q" / "claims.md").exists()
