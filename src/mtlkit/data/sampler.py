@@ -18,7 +18,9 @@ class TaskBatchSampler:
     at least once (exactly once when B divides its size; the last step then tops up from a fresh
     permutation); shorter tasks cycle through fresh permutations of their rows, so every task gets B
     rows per step. B is capped at the largest task's size. Indices for a whole epoch are drawn on the host
-    once and moved to the device in one transfer: the steps themselves never synchronise.
+    once and moved to the device in one transfer: the steps themselves never synchronise. Each step gathers
+    its ``[T, B, ...]`` batch from the unpadded rows of `DeviceData` with one index (task ``t``'s row ``i`` is
+    row ``offsets[t] + i`` of the store), so memory follows the rows held, not T x the largest task.
 
     Data-parallel training: every rank draws the same global batch from the same seed and keeps rows
     ``rank, rank + world_size, ...`` of it, so the ranks' rows together are exactly the single-process
@@ -74,14 +76,23 @@ class TaskBatchSampler:
         if not 0 <= start <= self.steps:
             raise ValueError(f"start must be in 0..{self.steps}, got {start}")
         d = self.data
+        dev = d.device
         if d.shared:
-            perm = torch.as_tensor(self.rng.permutation(d.n_rows), device=d.x.device)
+            assert d.labels is not None
+            host = self.rng.permutation(d.n_rows)
+            perm = torch.as_tensor(host, device=dev)
             for s in range(start, self.steps):
-                rows = perm[s * self.batch_size:(s + 1) * self.batch_size][self.rank::self.world_size]
-                yield Batch(x=d.x[rows], y=d.y[:, rows], mask=d.mask[:, rows], shared=True)
+                sl = slice(s * self.batch_size, (s + 1) * self.batch_size)
+                rows = perm[sl][self.rank::self.world_size]
+                y, mask = d.labels.gather(rows, host[sl][self.rank::self.world_size])
+                yield Batch(x=d.x_rows[rows], y=y, mask=mask, shared=True)
             return
-        idx = torch.as_tensor(self._epoch_indices()[..., self.rank::self.world_size], device=d.x.device)  # [S,T,B]
-        t_ix = torch.arange(d.n_tasks, device=d.x.device)[:, None]
+        assert d.y_rows is not None
+        local = self._epoch_indices()[..., self.rank::self.world_size]  # [S, T, B] rows of each task
+        idx = torch.as_tensor(local + d.offsets[:-1][None, :, None], device=dev)  # rows of the store
+        T, B = idx.shape[1:]
         for s in range(start, self.steps):
-            rows = idx[s]
-            yield Batch(x=d.x[t_ix, rows], y=d.y[t_ix, rows], mask=d.mask[t_ix, rows], shared=False)
+            rows = idx[s].reshape(-1)
+            yield Batch(x=d.x_rows.index_select(0, rows).view(T, B, *d.feature_shape),
+                        y=d.y_rows.index_select(0, rows).view(T, B, *d.y_rows.shape[1:]),
+                        mask=torch.ones((T, B), dtype=torch.bool, device=dev), shared=False)

@@ -1,4 +1,18 @@
-"""Padded device tensors: the `[T, N, ...]` form every batched training and evaluation step reads."""
+"""Device tensors without padding, and the `[T, B, ...]` batches every training and evaluation step reads.
+
+A data part is held on its device as its rows, never padded to the largest task:
+
+* heterogeneous tasks: every task's rows concatenated, ``x_rows [N_total + 1, ...]`` and ``y_rows
+  [N_total + 1(, P)]``, task ``t`` owning rows ``offsets[t]:offsets[t + 1]``; the one extra, last row is
+  zeros (what a padding position reads);
+* shared input: ``x_rows [N, ...]`` once, and the label matrix either dense (``[T, N(, P)]`` + mask) or, when
+  large and mostly missing, only its labelled cells (`SparseLabels`, CSR by row).
+
+Batches are gathered from these rows with one index per step, so they are exactly the slices of the padded
+``[T, max_n, ...]`` layout that the library used before (issue 18): the same values, the same shapes. The
+padded layout itself is still available as ``DeviceData.x / .y / .mask`` (built on access, for closed-form
+solvers and analysis code), but training, validation and evaluation never build it.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +24,18 @@ import numpy as np
 import torch
 
 from mtlkit.data.multitask import MultiTaskData
+
+#: Padded input elements one evaluation forward may gather: ``T x width x (row elements)`` (hetero) or
+#: ``width x (row elements + T)`` (shared input) stays under it (64 MiB of float32).
+EVAL_ELEMENTS = 1 << 24
+#: Widest evaluation chunk in positions (the chunk the padded implementation always used).
+MAX_CHUNK = 65536
+#: Shared-input label matrices with at least this many cells are stored sparse when mostly missing.
+SPARSE_MIN_CELLS = 1 << 22
+#: ... and "mostly missing" means at most this fraction of the cells is labelled.
+SPARSE_MAX_DENSITY = 0.25
+#: Host rows converted at a time when building a shared-input label store (bounds the temporaries).
+_BLOCK_CELLS = 1 << 22
 
 
 @dataclass
@@ -23,69 +49,323 @@ class Batch:
     shared: bool
 
 
-@dataclass
-class DeviceData:
-    """A data part on a device. Heterogeneous tasks are padded to the largest task (``x`` [T, N, ...]),
-    padding rows have ``mask`` False; shared input keeps one ``x`` [N, ...]. Missing labels are 0 in
-    ``y`` and False in ``mask``, so they never reach a loss or a metric as NaN."""
+class DenseLabels:
+    """A shared-input label matrix held whole: ``y`` [T, N(, P)] (0 where missing) and ``mask`` [T, N], both
+    laid out row by row in memory (the ``[N, T]`` matrix transposed, as the data give it)."""
 
-    x: torch.Tensor
-    y: torch.Tensor
-    mask: torch.Tensor
-    shared: bool
-    counts: np.ndarray  # [T] labelled rows per task (host copy, for the sampler)
+    sparse = False
+
+    def __init__(self, y: torch.Tensor, mask: torch.Tensor) -> None:
+        self.y, self.mask = y, mask
+
+    def gather(self, rows: torch.Tensor, host_rows: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Labels and mask of rows ``rows`` [B]: ``[T, B(, P)]``, ``[T, B]``."""
+        return self.y[:, rows], self.mask[:, rows]
+
+    def span(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.y[:, start:stop], self.mask[:, start:stop]
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"y": self.y, "mask": self.mask}
+
+
+class SparseLabels:
+    """A shared-input label matrix held as its labelled cells only, by row (CSR): row ``r``'s cells are
+    ``indptr[r]:indptr[r + 1]``, each with its ``task`` (int32) and label ``y`` [nnz(, P)]. ``gather`` and
+    ``span`` give the same dense ``[T, B]`` blocks as `DenseLabels` (0 and mask False where missing)."""
+
+    sparse = True
+
+    def __init__(self, n_tasks: int, indptr: np.ndarray, task: torch.Tensor, y: torch.Tensor) -> None:
+        self.n_tasks = n_tasks
+        self.host_indptr = indptr  # [N + 1] on the host: batch sizes without a device sync
+        self.indptr = torch.as_tensor(indptr, device=y.device)
+        self.task, self.y = task, y
 
     @property
+    def nnz(self) -> int:
+        return int(self.host_indptr[-1])
+
+    def _place(self, cells: torch.Tensor, cols: torch.Tensor, width: int, by_row: bool = False
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[T, width(, P)]`` labels and mask holding ``cells`` at columns ``cols``; ``by_row``: laid out row by
+        row in memory (``[width, T]`` transposed), as a column slice of the dense store is."""
+        t = self.task[cells].long()
+        if by_row:
+            y = torch.zeros((width, self.n_tasks, *self.y.shape[1:]), dtype=self.y.dtype, device=self.y.device)
+            mask = torch.zeros((width, self.n_tasks), dtype=torch.bool, device=self.y.device)
+            y[cols, t] = self.y[cells]
+            mask[cols, t] = True
+            return y.movedim(1, 0), mask.t()
+        y = torch.zeros((self.n_tasks, width, *self.y.shape[1:]), dtype=self.y.dtype, device=self.y.device)
+        mask = torch.zeros((self.n_tasks, width), dtype=torch.bool, device=self.y.device)
+        y[t, cols] = self.y[cells]
+        mask[t, cols] = True
+        return y, mask
+
+    def gather(self, rows: torch.Tensor, host_rows: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Labels and mask of rows ``rows`` [B] (``host_rows``: the same indices on the host, which give the
+        number of cells without reading the device)."""
+        if host_rows is None:
+            host_rows = rows.cpu().numpy()
+        n = int((self.host_indptr[host_rows + 1] - self.host_indptr[host_rows]).sum())
+        starts = self.indptr[rows]
+        lens = self.indptr[rows + 1] - starts
+        cols = torch.repeat_interleave(torch.arange(len(rows), device=rows.device), lens, output_size=n)
+        first = torch.cumsum(lens, 0) - lens  # each row's first cell in the output
+        cells = starts[cols] + torch.arange(n, device=rows.device) - first[cols]
+        return self._place(cells, cols, len(rows))
+
+    def span(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        a, b = int(self.host_indptr[start]), int(self.host_indptr[stop])
+        lens = self.indptr[start + 1:stop + 1] - self.indptr[start:stop]
+        cols = torch.repeat_interleave(torch.arange(stop - start, device=lens.device), lens, output_size=b - a)
+        return self._place(torch.arange(a, b, device=lens.device), cols, stop - start, by_row=True)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"indptr": self.indptr, "task": self.task, "y": self.y}
+
+
+class DeviceData:
+    """A data part on a device, stored without padding (see the module's docstring).
+
+    ``counts`` [T]: labelled rows per task (host). Heterogeneous: ``x_rows`` / ``y_rows`` hold every task's
+    rows concatenated plus one zero row, ``offsets`` [T + 1] (host) where each task starts. Shared input:
+    ``x_rows`` [N, ...] and ``labels`` (`DenseLabels` or `SparseLabels`).
+
+    ``positions(start, stop)`` / ``chunks(width)`` give the padded layout's columns ``start:stop`` of every
+    task (evaluation); `TaskBatchSampler` gathers training batches. ``x``, ``y``, ``mask``, ``full()``: the
+    whole padded layout, built on each access (``T x max_n`` rows): for small data and closed-form solvers.
+
+    ``DeviceData(x, y, mask, shared, counts)`` builds one from that padded layout (task ``t``'s rows are the
+    positions where ``mask[t]`` is True); `to_device_data` builds the store directly.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, shared: bool,
+                 counts: np.ndarray) -> None:
+        counts = np.asarray(counts, dtype=np.int64)
+        if shared:
+            self._init(shared=True, counts=counts, x_rows=x, labels=DenseLabels(y, mask))
+            return
+        sel = mask.reshape(-1).nonzero()[:, 0]
+        x_rows = torch.cat([x.reshape(-1, *x.shape[2:])[sel], x.new_zeros((1, *x.shape[2:]))])
+        y_rows = torch.cat([y.reshape(-1, *y.shape[2:])[sel], y.new_zeros((1, *y.shape[2:]))])
+        self._init(shared=False, counts=mask.sum(1).cpu().numpy().astype(np.int64), x_rows=x_rows, y_rows=y_rows)
+
+    def _init(self, *, shared: bool, counts: np.ndarray, x_rows: torch.Tensor, y_rows: torch.Tensor | None = None,
+              labels: DenseLabels | SparseLabels | None = None) -> None:
+        self.shared = shared
+        self.counts = counts
+        self.x_rows, self.y_rows, self.labels = x_rows, y_rows, labels
+        dev = x_rows.device
+        self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self._offsets = torch.as_tensor(self.offsets[:-1], device=dev)
+        self._counts = torch.as_tensor(counts, dtype=torch.int64, device=dev)
+
+    @classmethod
+    def from_store(cls, *, shared: bool, counts: np.ndarray, x_rows: torch.Tensor, y_rows: torch.Tensor | None = None,
+                   labels: DenseLabels | SparseLabels | None = None) -> DeviceData:
+        """From the unpadded store itself (``x_rows`` with its trailing zero row when heterogeneous)."""
+        self = cls.__new__(cls)
+        self._init(shared=shared, counts=np.asarray(counts, dtype=np.int64), x_rows=x_rows, y_rows=y_rows,
+                   labels=labels)
+        return self
+
+    # ------------------------------------------------------------------ sizes
+    @property
     def n_tasks(self) -> int:
-        return self.mask.shape[0]
+        return len(self.counts)
 
     @property
     def n_rows(self) -> int:
-        return self.mask.shape[1]
+        """Width of the padded layout: the largest task (heterogeneous) or N (shared input)."""
+        if self.shared:
+            return int(self.x_rows.shape[0])
+        return int(self.counts.max()) if len(self.counts) else 0
+
+    @property
+    def n_total(self) -> int:
+        """Rows held: all tasks' rows (heterogeneous) or N (shared input)."""
+        return int(self.offsets[-1]) if not self.shared else int(self.x_rows.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.x_rows.device
+
+    @property
+    def feature_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_rows.shape[1:])
+
+    def _label_tail(self) -> tuple[int, ...]:
+        """The labels' trailing shape: ``(P,)`` for soft labels, else ``()``."""
+        if not self.shared:
+            assert self.y_rows is not None
+            return tuple(self.y_rows.shape[1:])
+        assert self.labels is not None
+        return tuple(self.labels.y.shape[1:]) if self.labels.sparse else tuple(self.labels.y.shape[2:])
+
+    @property
+    def x_shape(self) -> list[int]:
+        """Shape of the padded layout's ``x`` (what checkpoints' fingerprints record)."""
+        lead = [self.n_rows] if self.shared else [self.n_tasks, self.n_rows]
+        return lead + list(self.feature_shape)
+
+    @property
+    def y_shape(self) -> list[int]:
+        return [self.n_tasks, self.n_rows] + list(self._label_tail())
+
+    def storage(self) -> dict[str, torch.Tensor]:
+        """Every tensor this part holds on its device, by name."""
+        out = {"x_rows": self.x_rows, "offsets": self._offsets, "counts": self._counts}
+        if self.y_rows is not None:
+            out["y_rows"] = self.y_rows
+        if self.labels is not None:
+            out.update({f"labels.{k}": v for k, v in self.labels.tensors().items()})
+        return out
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.storage().values())
+
+    # ------------------------------------------------------------------ the padded layout, piecewise
+    def positions(self, start: int, stop: int) -> Batch:
+        """Columns ``start:stop`` of the padded layout for every task: ``x`` [T, C, ...] (zeros past a task's
+        end) or [C, ...] (shared input), ``y``, ``mask``; gathered with one index, never padding the rest."""
+        if self.shared:
+            assert self.labels is not None
+            y, mask = self.labels.span(start, stop)
+            return Batch(x=self.x_rows[start:stop], y=y, mask=mask, shared=True)
+        assert self.y_rows is not None
+        pos = torch.arange(start, stop, device=self.device)
+        mask = pos[None, :] < self._counts[:, None]  # [T, C]
+        rows = torch.where(mask, self._offsets[:, None] + pos[None, :], self.n_total)  # padding: the zero row
+        flat = rows.reshape(-1)
+        T, C = mask.shape
+        x = self.x_rows.index_select(0, flat).view(T, C, *self.feature_shape)
+        y = self.y_rows.index_select(0, flat).view(T, C, *self._label_tail())
+        return Batch(x=x, y=y, mask=mask, shared=False)
+
+    def chunk_width(self, max_elements: int = EVAL_ELEMENTS, limit: int = MAX_CHUNK) -> int:
+        """Positions per evaluation chunk so that a gathered chunk holds at most ``max_elements`` input
+        elements (at least 1, at most ``limit`` and the padded width)."""
+        per_row = int(np.prod(self.feature_shape)) if self.feature_shape else 1
+        cost = per_row + self.n_tasks if self.shared else max(1, self.n_tasks) * per_row
+        return max(1, min(limit, max(1, self.n_rows), max_elements // max(1, cost)))
 
     def chunks(self, size: int | None = None) -> Iterator[Batch]:
-        """Full-data evaluation in row chunks of ``size`` (all rows at once when None)."""
+        """Full-data evaluation in padded-column chunks of ``size`` positions (all at once when None or <= 0)."""
         N = self.n_rows
         size = N if size is None or size <= 0 else size
-        for s in range(0, N, size):
-            sl = slice(s, min(s + size, N))
-            x = self.x[sl] if self.shared else self.x[:, sl]
-            yield Batch(x=x, y=self.y[:, sl], mask=self.mask[:, sl], shared=self.shared)
+        for s in range(0, N, max(1, size)):
+            yield self.positions(s, min(s + size, N))
 
     def full(self) -> Batch:
-        return Batch(x=self.x, y=self.y, mask=self.mask, shared=self.shared)
+        """The whole padded layout as one batch (built now: ``T x max_n`` rows)."""
+        return self.positions(0, self.n_rows)
+
+    @property
+    def x(self) -> torch.Tensor:
+        """Padded ``x`` [T, max_n, ...] (built on access) or the shared ``[N, ...]`` rows (no copy)."""
+        return self.x_rows if self.shared else self.full().x
+
+    @property
+    def y(self) -> torch.Tensor:
+        """Padded ``y`` [T, max_n(, P)] or the shared ``[T, N(, P)]`` (built on access unless held dense)."""
+        if self.shared and self.labels is not None and not self.labels.sparse:
+            return self.labels.y
+        return self.full().y
+
+    @property
+    def mask(self) -> torch.Tensor:
+        """``[T, max_n]`` / ``[T, N]``: True where a position holds a labelled row (built on access)."""
+        if self.shared and self.labels is not None and not self.labels.sparse:
+            return self.labels.mask
+        return self.full().mask
+
+    def task_counts(self) -> torch.Tensor:
+        """``counts`` as an int64 tensor [T] on the device."""
+        return self._counts
 
 
-def to_device_data(data: MultiTaskData, device: Any = None, dtype: Any = None) -> DeviceData:
-    """Pad and move ``data`` to ``device`` (float32 unless ``dtype``)."""
+def _host_dtype(dtype: Any) -> Any:
+    return np.float64 if dtype == torch.float64 else np.float32  # staging arrays must not round float64 data
+
+
+def to_device_data(data: MultiTaskData, device: Any = None, dtype: Any = None, labels: str = "auto") -> DeviceData:
+    """Move ``data`` to ``device`` (float32 unless ``dtype``) without padding (see `DeviceData`).
+
+    ``labels`` (shared input): ``"dense"`` keeps the ``[T, N]`` label matrix, ``"sparse"`` only its labelled
+    cells, ``"auto"`` sparse when the matrix has at least `SPARSE_MIN_CELLS` cells of which at most
+    `SPARSE_MAX_DENSITY` are labelled. Batches are the same either way."""
+    if labels not in ("auto", "dense", "sparse"):
+        raise ValueError(f"labels must be 'auto', 'dense' or 'sparse', got {labels!r}")
     dtype = dtype or torch.float32
-    host = np.float64 if dtype == torch.float64 else np.float32  # staging arrays must not round float64 data
-    T = data.n_tasks
+    host = _host_dtype(dtype)
     label_tail = (data.spec.n_outputs,) if data.kind == "distribution" else ()
     if data.xs is not None:
         assert data.ys is not None
-        counts = np.array([len(X) for X in data.xs])
-        N = int(counts.max())
-        x = np.zeros((T, N, *data.feature_shape), dtype=host)
-        y = np.zeros((T, N, *label_tail), dtype=host)
-        mask = np.zeros((T, N), dtype=bool)
-        for t, (X, yt) in enumerate(zip(data.xs, data.ys, strict=True)):
-            x[t, : len(X)] = X
-            y[t, : len(X)] = yt
-            mask[t, : len(X)] = True
-        shared = False
-    else:
-        assert data.x is not None and data.y is not None
-        x = data.x.astype(host)
-        yy = np.moveaxis(data.y, 1, 0)  # [T, N(, P)]
-        mask = ~np.isnan(yy) if yy.ndim == 2 else ~np.isnan(yy).any(-1)
-        y = np.nan_to_num(yy, nan=0.0).astype(host)
-        counts = mask.sum(1)
-        shared = True
-    return DeviceData(
-        x=torch.as_tensor(x, dtype=dtype, device=device),
-        y=torch.as_tensor(y, dtype=dtype, device=device),
-        mask=torch.as_tensor(mask, device=device),
-        shared=shared,
-        counts=counts,
-    )
+        counts = np.array([len(X) for X in data.xs], dtype=np.int64)
+        n = int(counts.sum())
+        x = np.zeros((n + 1, *data.feature_shape), dtype=host)  # + the zero row padding positions read
+        y = np.zeros((n + 1, *label_tail), dtype=host)
+        o = 0
+        for X, yt in zip(data.xs, data.ys, strict=True):
+            x[o:o + len(X)] = X
+            y[o:o + len(X)] = yt
+            o += len(X)
+        return DeviceData.from_store(shared=False, counts=counts,
+                                     x_rows=torch.as_tensor(x, dtype=dtype, device=device),
+                                     y_rows=torch.as_tensor(y, dtype=dtype, device=device))
+    assert data.x is not None and data.y is not None
+    x_rows = torch.as_tensor(data.x.astype(host), dtype=dtype, device=device)
+    return DeviceData.from_store(shared=True, counts=_label_counts(data.y),
+                                 x_rows=x_rows, labels=_label_store(data.y, data.n_tasks, host, dtype, device, labels))
+
+
+def _row_blocks(Y: np.ndarray) -> Iterator[tuple[int, int]]:
+    N = len(Y)
+    step = max(1, _BLOCK_CELLS // max(1, int(np.prod(Y.shape[1:]))))
+    for s in range(0, N, step):
+        yield s, min(s + step, N)
+
+
+def _present(block: np.ndarray) -> np.ndarray:
+    """[rows, T] True where a label is present (no NaN; soft labels: no NaN in the row's P values)."""
+    nan = np.isnan(block)
+    return ~(nan if nan.ndim == 2 else nan.any(-1))
+
+
+def _label_counts(Y: np.ndarray) -> np.ndarray:
+    counts = np.zeros(Y.shape[1], dtype=np.int64)
+    for s, e in _row_blocks(Y):
+        counts += _present(Y[s:e]).sum(0)
+    return counts
+
+
+def _label_store(Y: np.ndarray, T: int, host: Any, dtype: Any, device: Any, how: str) -> DenseLabels | SparseLabels:
+    """Shared-input labels ``Y`` [N, T(, P)] (NaN = missing) as a dense or sparse store, built in row blocks."""
+    N = len(Y)
+    tail = Y.shape[2:]
+    nnz_rows = np.zeros(N + 1, dtype=np.int64)
+    for s, e in _row_blocks(Y):
+        nnz_rows[s + 1:e + 1] = _present(Y[s:e]).sum(1)
+    indptr = np.cumsum(nnz_rows)
+    nnz, cells = int(indptr[-1]), N * T
+    sparse = how == "sparse" or (how == "auto" and cells >= SPARSE_MIN_CELLS and nnz <= SPARSE_MAX_DENSITY * cells)
+    if not sparse:  # [N, T] in memory, seen as [T, N]: the layout (and so the reductions' order) as before
+        y = np.empty((N, T, *tail), dtype=host)
+        mask = np.empty((N, T), dtype=bool)
+        for s, e in _row_blocks(Y):
+            mask[s:e] = _present(Y[s:e])
+            y[s:e] = np.nan_to_num(Y[s:e], nan=0.0)
+        return DenseLabels(torch.as_tensor(np.moveaxis(y, 1, 0), dtype=dtype, device=device),
+                           torch.as_tensor(mask.T, device=device))
+    task = np.empty(nnz, dtype=np.int32)
+    vals = np.empty((nnz, *tail), dtype=host)
+    for s, e in _row_blocks(Y):
+        r, t = np.nonzero(_present(Y[s:e]))  # row-major: by row, then task (the CSR order)
+        a, b = int(indptr[s]), int(indptr[e])
+        task[a:b] = t
+        vals[a:b] = Y[s:e][r, t]
+    return SparseLabels(T, indptr, torch.as_tensor(task, device=device), torch.as_tensor(vals, dtype=dtype,
+                                                                                         device=device))

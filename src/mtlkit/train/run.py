@@ -97,17 +97,26 @@ class Run:
 
     # ------------------------------------------------------------------ prediction
     @torch.no_grad()
-    def _outputs(self, data: MultiTaskData, chunk: int = 65536) -> tuple[np.ndarray, Any]:
-        """Link-scale predictions [T, N(, P)] on the original label scale, and the raw padded labels."""
+    def _cell_predictions(self, data: MultiTaskData, chunk: int | None = None) -> np.ndarray:
+        """Link-scale predictions of every labelled cell on the original label scale, float64 ``[n(, P)]``: task
+        0's labelled rows in order, then task 1's, ... The model sees the padded layout's columns in chunks of
+        ``chunk`` positions of every task (default `DeviceData.chunk_width`: bounded memory, and the padded
+        implementation's own chunk whenever that fits), gathered from the unpadded store."""
         self.model.eval()
         dd = self.normalizer.apply(data).tensors(self.device)
-        preds = []
-        for b in dd.chunks(chunk):
-            preds.append(self.loss.link(as_output(self.model(b.x)).pred).float().cpu())
-        pred = torch.cat(preds, dim=1).numpy().astype(np.float64)
-        if self.info.spec.kind == "regression":
-            pred = self.normalizer.y_inverse(pred)
-        return pred, data.tensors("cpu", dtype=torch.float64)
+        spec = self.info.spec
+        starts = np.concatenate([[0], np.cumsum(dd.counts)])  # each task's first cell in the output
+        seen = np.zeros(dd.n_tasks, dtype=np.int64)
+        out = np.zeros((int(starts[-1]), *(() if spec.kind in ("regression", "binary") else (spec.n_outputs,))))
+        for b in dd.chunks(chunk if chunk is not None else dd.chunk_width()):
+            link = self.loss.link(as_output(self.model(b.x)).pred).float()
+            m = b.mask.cpu().numpy()
+            dest = (starts[:-1, None] + seen[:, None] + np.cumsum(m, axis=1) - 1)[m]
+            out[dest] = link[b.mask].cpu().numpy()
+            seen += m.sum(1)
+        if spec.kind == "regression":
+            out = self.normalizer.y_inverse(out)
+        return out
 
     def evaluate(self, part: str | MultiTaskData = "test") -> Evaluation:
         """Per-task metrics on ``"train"``, ``"val"``, ``"test"`` of the training split, or on given data
@@ -119,9 +128,7 @@ class Run:
         else:
             data = self._prepare(part)
         self._check_compatible(data)
-        pred, raw = self._outputs(data)
-        per = compute_metrics(self.info.spec.kind, raw.y.numpy(), pred, raw.mask.numpy(),
-                              n_classes=self.info.spec.n_classes)
+        per = blocked_metrics(self.info.spec.kind, data, self._cell_predictions(data), self.info.spec.n_classes)
         return Evaluation(self.info.spec.kind, self.info.spec.names, per, average(per))
 
     def _prepare(self, data: MultiTaskData) -> MultiTaskData:
@@ -215,6 +222,47 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run({self.method!r}, {self.info.n_tasks} tasks, hparams={self.hparams})"
+
+
+#: Padded label cells (times 1 + P) one block of `blocked_metrics` holds.
+METRIC_CELLS = 1 << 22
+
+
+def blocked_metrics(kind: str, data: MultiTaskData, pred: np.ndarray, n_classes: Any = None,
+                    max_cells: int = METRIC_CELLS) -> dict[str, np.ndarray]:
+    """`compute_metrics` of predictions ``pred`` (one per labelled cell, in `Run._cell_predictions`' order)
+    against ``data``'s labels, walking the tasks in blocks: each block is laid out ``[k, N(, P)]`` as the
+    padded layout is (N: the part's largest task, or its rows for shared input), so every task gets exactly
+    the numbers one call on the whole padded layout gives, without holding ``T x N`` cells."""
+    T = data.n_tasks
+    if data.xs is not None:
+        assert data.ys is not None
+        counts = np.array([len(v) for v in data.ys], dtype=np.int64)
+        N = int(counts.max())
+    else:
+        assert data.y is not None
+        counts = np.array([int(data.label_mask(t).sum()) for t in range(T)], dtype=np.int64)
+        N = len(data.y)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    tail = pred.shape[1:]
+    k = max(1, min(T, max_cells // max(1, N * (1 + int(np.prod(tail))))))
+    pieces = []
+    for t0 in range(0, T, k):
+        t1 = min(T, t0 + k)
+        if data.xs is not None:
+            assert data.ys is not None
+            mask = np.arange(N)[None, :] < counts[t0:t1, None]
+            y = np.zeros((t1 - t0, N, *np.shape(data.ys[0])[1:]))
+            y[mask] = np.concatenate(data.ys[t0:t1])
+        else:
+            assert data.y is not None
+            yy = np.moveaxis(data.y[:, t0:t1], 1, 0)  # [k, N(, P)]
+            mask = ~np.isnan(yy) if yy.ndim == 2 else ~np.isnan(yy).any(-1)
+            y = np.nan_to_num(yy, nan=0.0).astype(np.float64)
+        p = np.zeros((t1 - t0, N, *tail))
+        p[mask] = pred[starts[t0]:starts[t1]]
+        pieces.append(compute_metrics(kind, y, p, mask, n_classes=None if n_classes is None else n_classes[t0:t1]))
+    return {m: np.concatenate([pc[m] for pc in pieces]) for m in pieces[0]}
 
 
 RUN_FORMAT = "mtlkit-run/1"

@@ -79,12 +79,16 @@ def make_optimizer(params: list[torch.nn.Parameter], hp: dict[str, Any]) -> torc
 
 @torch.no_grad()
 def mean_task_loss(model: torch.nn.Module, loss: TaskLoss, data: DeviceData, chunk: int | None = None) -> torch.Tensor:
-    """Per-task mean loss [T] over all labelled rows of ``data`` (stays on the device)."""
-    total = torch.zeros(data.n_tasks, device=data.mask.device)
-    for b in data.chunks(chunk):
+    """Per-task mean loss [T] over all labelled rows of ``data`` (stays on the device).
+
+    The rows are walked in chunks of ``chunk`` positions of every task (``[T, chunk, ...]`` gathered from the
+    unpadded store; default `DeviceData.chunk_width`, which bounds a chunk's memory and is the padded
+    implementation's single 65536-wide chunk whenever that fits, so the numbers are the same bits)."""
+    total = torch.zeros(data.n_tasks, device=data.device)
+    for b in data.chunks(chunk if chunk is not None else data.chunk_width()):
         pred = as_output(model(b.x)).pred
         total += loss.per_row(pred, b.y, b.mask).sum(1)
-    return total / data.mask.sum(1).clamp_min(1)
+    return total / data.task_counts().clamp_min(1)
 
 
 def training_step(parts: MethodParts, fwd: torch.nn.Module, loss: TaskLoss, batch: Batch, w: torch.Tensor,
@@ -126,7 +130,7 @@ def _fingerprint(parts: MethodParts, train: DeviceData, val: DeviceData | None, 
     def shapes(d: DeviceData | None) -> dict[str, Any] | None:
         if d is None:
             return None
-        return {"x": list(d.x.shape), "y": list(d.y.shape), "shared": d.shared, "counts": [int(c) for c in d.counts]}
+        return {"x": d.x_shape, "y": d.y_shape, "shared": d.shared, "counts": [int(c) for c in d.counts]}
 
     fp: dict[str, Any] = {
         "hparams": {k: v for k, v in sorted(hp.items()) if k != "epochs"}, "seed": int(seed),
@@ -152,7 +156,7 @@ def _summary_writer(log_dir: str | Path, purge_step: int | None) -> Any:
 
 def fit_sgd(parts: MethodParts, loss: TaskLoss, train: DeviceData, val: DeviceData | None,
             hp: dict[str, Any], seed: int = 0, task_weights: torch.Tensor | None = None,
-            progress: bool | None = None, eval_chunk: int | None = 65536,
+            progress: bool | None = None, eval_chunk: int | None = None,
             checkpoint: str | Path | None = None, checkpoint_every: int = 0, resume: bool = False,
             tensorboard: str | Path | None = None, task_names: Sequence[str] | None = None,
             fingerprint: Mapping[str, Any] | None = None, distributed: DistContext | None = None,
@@ -181,12 +185,15 @@ def fit_sgd(parts: MethodParts, loss: TaskLoss, train: DeviceData, val: DeviceDa
     writes checkpoints and TensorBoard logs; a resumed distributed run restores rank 0's RNG state on
     every rank (bitwise resume holds without dropout).
 
+    ``eval_chunk``: positions of every task per validation forward (default `DeviceData.chunk_width`: bounded
+    memory, see `mean_task_loss`).
+
     ``epoch_callback(epoch, val_loss)``: called after each epoch with the task-weighted mean validation loss (the
     early-stopping score); it may raise to stop training (tuning's pruner raises ``optuna.TrialPruned``).
     """
     model = parts.model
     T = train.n_tasks
-    device = train.mask.device
+    device = train.device
     if checkpoint_every < 0:
         raise MtlkitError(f"checkpoint_every must be >= 0 steps, got {checkpoint_every}")
     if resume and checkpoint is None:
