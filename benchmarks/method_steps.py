@@ -60,18 +60,16 @@ def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
     return name, hp
 
 
-def loop_task_gradients(losses: torch.Tensor, inputs: torch.Tensor | Sequence[torch.Tensor],
-                        weights: torch.Tensor | None = None, retain_graph: bool = True,
-                        create_graph: bool = False) -> torch.Tensor:
-    """`mtlkit.optim.combiners.task_gradients` by a per-task loop: one ``autograd.grad`` call per task."""
-    xs = [inputs] if isinstance(inputs, torch.Tensor) else list(inputs)
-    rows = []
+def loop_task_gradients(losses: torch.Tensor, xs: Sequence[torch.Tensor], c: torch.Tensor | None,
+                        retain_graph: bool = True, create_graph: bool = False) -> list[torch.Tensor]:
+    """`mtlkit.optim.combiners._batched_vjp` by a per-task loop: one ``autograd.grad`` call per task."""
+    rows: list[list[torch.Tensor]] = [[] for _ in xs]
     for t in range(losses.shape[0]):
-        lt = losses[t] if weights is None else losses[t] * weights[t]
-        gs = torch.autograd.grad(lt, xs, retain_graph=True, create_graph=create_graph, allow_unused=True)
-        rows.append(torch.cat([(g if g is not None else torch.zeros_like(x)).reshape(-1)
-                               for g, x in zip(gs, xs, strict=True)]))
-    return torch.stack(rows)
+        lt = losses[t] if c is None else losses[t] * c[t]
+        gs = torch.autograd.grad(lt, list(xs), retain_graph=True, create_graph=create_graph, allow_unused=True)
+        for r, g, x in zip(rows, gs, xs, strict=True):
+            r.append((g if g is not None else torch.zeros_like(x)).reshape(-1))
+    return [torch.stack(r) for r in rows]
 
 
 def loop_saliency(model: Any, a: torch.Tensor, create_graph: bool = True) -> torch.Tensor:
@@ -91,12 +89,12 @@ def per_task_loops() -> Iterator[None]:
     import mtlkit.methods.srdml as srdml
     import mtlkit.optim.combiners as combiners
 
-    saved = combiners.task_gradients, srdml.saliency
-    combiners.task_gradients, srdml.saliency = loop_task_gradients, loop_saliency
+    saved = combiners._batched_vjp, srdml.saliency
+    combiners._batched_vjp, srdml.saliency = loop_task_gradients, loop_saliency
     try:
         yield
     finally:
-        combiners.task_gradients, srdml.saliency = saved
+        combiners._batched_vjp, srdml.saliency = saved
 
 
 def needs_task_gradients(spec: str) -> bool:

@@ -241,3 +241,4 @@ register(MethodInfo(
     paper="Wu, Zhang & Ré, Understanding and Improving Information Transfer in Multi-Task Learning (ICLR 2020)",
     build=build_hard_share_align, params=ALIGN_PARAMS, grid=ARCH_GRID,
 ))
+    row_separable=True,

@@ -376,3 +376,5 @@ register(MethodInfo(
     paper=_PAPER, build=build_deep_amtfl, params=DEEP_AMTFL_PARAMS, grid=AMTFL_GRID, kinds=KINDS,
     needs=("features",),
 ))
+    row_separable=True,
+    row_separable=True,

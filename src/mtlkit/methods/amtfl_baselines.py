@@ -467,12 +467,14 @@ register(MethodInfo(
     grid={"hidden": [16, 64], "lr": [1e-3, 1e-2]}, kinds=("regression", "binary", "multiclass"),
 ))
 register(MethodInfo(
+    row_separable=True,
     name="mt-nn",
     summary="MT-NN: NN with each task's loss divided by N_t (tasks count equally) and ℓ1 (mu) on the last layer.",
     paper=_PAPER, build=build_mt_nn, params=MT_NN_PARAMS,
     grid={"mu": [1e-4, 1e-2], "lr": [1e-3, 1e-2]}, kinds=("regression", "binary", "multiclass"),
 ))
 register(MethodInfo(
+    row_separable=True,
     name="go-mtl",
     summary="Go-MTL (Kumar & Daumé 2012): W = LS with ℓ1 (mu) on S and ℓ2 (lam) on L; alternating FISTA "
             "S-step and closed-form (squared loss) or accelerated-gradient (logistic) L-step.",
@@ -489,6 +491,7 @@ register(MethodInfo(
     grid={"mu": [0.01, 0.1, 1.0], "lam": [0.1, 1.0, 10.0]}, kinds=("regression", "binary"),
 ))
 register(MethodInfo(
+    row_separable=True,
     name="deep-amtl",
     summary="Deep-AMTL: AMTL on the last layer of an MLP or small CNN backbone (deep-amtfl's, no feedback): "
             "S ≈ SB with a sparse asymmetric B (zero diagonal, ≥ 0), outgoing transfer penalised by the task's "
@@ -497,3 +500,4 @@ register(MethodInfo(
     params=DEEP_AMTL_PARAMS,
     grid={"mu": [0.01, 0.1, 1.0], "lam_b": [0.01, 0.1, 1.0]}, kinds=("regression", "binary"),
 ))
+    row_separable=True,

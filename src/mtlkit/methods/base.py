@@ -44,6 +44,9 @@ class MethodParts:
     ``state_dict`` (e.g. a running covariance held by a penalty): a training checkpoint stores what
     ``state()`` returns and a resumed run hands it back to ``load_state``. State kept in module buffers or
     parameters needs no hook — it is already in the model's ``state_dict``.
+
+    ``row_separable``: with per-task input, task t's rows reach only task t's loss (see `MethodInfo.row_separable`,
+    which sets it on every build of a registry entry; a model class may also declare ``row_separable = True``).
     """
 
     model: nn.Module
@@ -54,6 +57,12 @@ class MethodParts:
     state: Callable[[], dict[str, torch.Tensor]] | None = None
     load_state: Callable[[dict[str, torch.Tensor]], None] | None = None
     warm_start: Callable[[nn.Module], None] | None = None
+    row_separable: bool = False
+
+
+def row_separable(parts: MethodParts) -> bool:
+    """Whether the parts or their model's class declare ``row_separable``."""
+    return bool(parts.row_separable or getattr(parts.model, "row_separable", False) is True)
 
 
 Fit = Callable[[MethodParts, DeviceData, dict[str, Any]], None]
@@ -72,6 +81,10 @@ class MethodInfo:
     is trained first (same data, seed and the hyper-parameters it shares with this one) whenever the built
     parts have a ``MethodParts.warm_start`` hook (a method may offer it through a hyper-parameter, as
     srdml's ``warm_start``); its model is handed to that hook before this method's own training.
+    ``row_separable`` declares that, whatever the hyper-parameters, the model's prediction for a row of task t
+    depends only on that row (given per-task input, task t's rows reach task t's loss alone: no mixing of tasks'
+    rows, no batch statistics); every build of the entry then carries it (`MethodParts.row_separable`), and gradient
+    combiners take all T per-task gradients from one backward pass (`mtlkit.optim.combiners.TaskTape`).
     """
 
     name: str
@@ -86,6 +99,7 @@ class MethodInfo:
     aliases: tuple[str, ...] = ()
     pretrain: str | None = None
     params: tuple[HParam, ...] = ()
+    row_separable: bool = False
 
     def __post_init__(self) -> None:
         declared = {p.name: p.default for p in self.params}

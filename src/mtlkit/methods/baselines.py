@@ -103,7 +103,10 @@ class SingleNet(nn.Module):
 class HardShareNet(nn.Module):
     """Shared bottom ``φ`` (`shared_bottom`: an MLP ``hidden`` or a small CNN) then task-specific heads
     (``head_hidden`` then the output). The forward pass also returns the shared representation
-    ``features["shared"] = φ(x)``, the point MGDA-UB differentiates against (``hard-share+mgda-ub``)."""
+    ``features["shared"] = φ(x)``, the point MGDA-UB differentiates against (``hard-share+mgda-ub``).
+    ``row_separable``: a row's prediction reads that row alone, whichever method builds the network (`MethodParts`)."""
+
+    row_separable = True
 
     def __init__(self, info: DataInfo, hidden: list[int], head_hidden: list[int], activation: str,
                  dropout: float, backbone: str = "mlp", channels: list[int] | None = None) -> None:
@@ -140,6 +143,7 @@ register(MethodInfo(
     params=arch_params("widths of each task's first hidden layers (nothing is shared)",
                        "widths of each task's further hidden layers (after hidden, before the output)"),
     grid=ARCH_GRID, aliases=("separate",),
+    row_separable=True,
 ))
 register(MethodInfo(
     name="single",
@@ -149,6 +153,7 @@ register(MethodInfo(
     params=arch_params("widths of the one network's first hidden layers (shared by every task)",
                        "widths of its further hidden layers (also shared; before the one output)"),
     grid=ARCH_GRID,
+    row_separable=True,
 ))
 register(MethodInfo(
     name="hard-share",
@@ -157,4 +162,5 @@ register(MethodInfo(
     paper="Caruana 1997; TOMATO's 'Shared-bottom', SRDML's 'Hard-Share'",
     build=lambda info, hp: MethodParts(HardShareNet(info, **_hard_share_arch(hp)), shared_parameters=_shared_bottom),
     params=HARD_SHARE_PARAMS, grid=ARCH_GRID, aliases=("shared-bottom",),
+    row_separable=True,
 ))

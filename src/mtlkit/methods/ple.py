@@ -160,4 +160,5 @@ register(MethodInfo(
     build=_build,
     params=PLE_PARAMS,
     grid={"lr": [1e-3, 1e-2]},
+    row_separable=True,
 ))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -17,14 +18,27 @@ _ALIASES: dict[str, str] = {}
 
 
 def register(info: MethodInfo) -> MethodInfo:
-    """Add a method; its name and aliases must be new."""
+    """Add a method; its name and aliases must be new. An entry declaring ``row_separable`` gets a build that marks
+    the parts it returns (`MethodParts.row_separable`)."""
     for n in (info.name, *info.aliases):
         if n in _REGISTRY or n in _ALIASES:
             raise ValueError(f"method name {n!r} is already registered")
+    if info.row_separable:
+        info = dataclasses.replace(info, build=_separable_build(info.build))
     _REGISTRY[info.name] = info
     for a in info.aliases:
         _ALIASES[a] = info.name
     return info
+
+
+def _separable_build(build: Callable[[DataInfo, dict[str, Any]], MethodParts]
+                     ) -> Callable[[DataInfo, dict[str, Any]], MethodParts]:
+    def separable(info: DataInfo, hp: dict[str, Any]) -> MethodParts:
+        parts = build(info, hp)
+        parts.row_separable = True
+        return parts
+
+    return separable
 
 
 def get(name: str) -> MethodInfo:

@@ -203,10 +203,12 @@ register(MethodInfo(
     summary="TOMATO with the topic-task-element prox: K×T topic-task modules θ⁰+θˢ_kt mixed by a topic gate; "
             "group soft-thresholding of every θˢ_kt (Eq. 10) after each SGD step.",
     paper=_PAPER, build=_build("element"), params=TOMATO_PARAMS, grid=TOMATO_GRID,
+    row_separable=True,
 ))
 register(MethodInfo(
     name="tomato-ex",
     summary="TOMATO with the topic-task-exclusive prox: K×T topic-task modules θ⁰+θˢ_kt mixed by a topic gate; "
             "per topic, tasks compete for deviation (Eq. 11-12, Algorithm 1) after each SGD step.",
     paper=_PAPER, build=_build("exclusive"), params=TOMATO_PARAMS, grid=TOMATO_GRID,
+    row_separable=True,
 ))

@@ -268,6 +268,7 @@ register(MethodInfo(
     paper=_PAPER + "Evgeniou & Pontil 2004 style mean-regularised MTL (TOMATO's [7])",
     build=_build_inter_task_l2,
     params=INTER_TASK_L2_PARAMS, grid={**ARCH_GRID, "mu": [1e-3, 1e-2]},
+    row_separable=True,
 ))
 register(MethodInfo(
     name="cross-stitch",
@@ -276,6 +277,7 @@ register(MethodInfo(
     build=lambda info, hp: MethodParts(CrossStitchNet(info, **_hard_share_arch(hp)),
                                        shared_parameters=_stitch_shared),
     params=HARD_SHARE_PARAMS, grid=ARCH_GRID,
+    row_separable=True,
 ))
 register(MethodInfo(
     name="mmoe",
@@ -284,6 +286,7 @@ register(MethodInfo(
     build=lambda info, hp: MethodParts(MMoENet(info, **_hard_share_arch(hp), n_experts=int(hp["n_experts"]),
                                                expert_dim=int(hp["expert_dim"])), shared_parameters=_mmoe_shared),
     params=MMOE_PARAMS, grid=ARCH_GRID,
+    row_separable=True,
 ))
 register(MethodInfo(
     name="mrn",
@@ -293,6 +296,7 @@ register(MethodInfo(
     build=_build_mrn,
     params=MRN_PARAMS,
     grid={**ARCH_GRID, "trade_off": [1e-3, 1e-2]},
+    row_separable=True,
 ))
 
 
@@ -408,4 +412,5 @@ register(MethodInfo(
                    "approach, ICLR 2017",
     build=_build_dmtrl, pretrain="hard-share",
     params=DMTRL_PARAMS, grid=ARCH_GRID,
+    row_separable=True,
 ))

@@ -267,10 +267,12 @@ for _kind, _eq in (("laf", "Eq. 1, last-axis flattening"), ("tucker", "Eq. 2, al
         summary=(f"One network per task (paper CNN for images, MLP for vectors), shareable layers stacked on a task "
                  f"axis and tied by the {_kind.upper()} tensor trace norm ({_eq}) with weight gamma per layer."),
         paper=_PAPER, build=build_trace_norm(_kind), params=TN_PARAMS, grid=TN_GRID,
+        row_separable=True,
     ))
 register(MethodInfo(
     name="stl-cnn",
     summary="Single-task learning with the trace-norm paper's networks (CNN for images, MLP for vectors), no "
             "penalty: trace-norm-* with gamma = 0.",
     paper=_PAPER + ", STL baseline", build=build_trace_norm(None), params=ARCH_PARAMS, grid=STL_GRID,
+    row_separable=True,
 ))

@@ -2,16 +2,22 @@
 
 A combiner's ``backward(losses, total, shared, weights, features)`` receives the step's per-task losses ``[T]``,
 the full objective ``total = Σ_t w_t L_t + penalties``, the shared parameters, the task weights ``w`` ``[T]`` and
-the model's named features. ``SumCombiner`` back-propagates ``total``. ``PCGrad`` and ``MGDAUB`` compute the T
-per-task gradients in ONE batched vector-Jacobian product (`task_gradients`, ``is_grads_batched``), combine them
-through the T×T Gram matrix only (never T×T products of parameter-sized vectors), call ``total.backward()`` once
-(every parameter gets its usual gradient, penalties included, and DistributedDataParallel all-reduces it), and
-then replace the task part of the shared gradient by the combination:
+the model's named features. ``SumCombiner`` back-propagates ``total``. ``PCGrad`` and ``MGDAUB`` take the T
+per-task gradients (`task_gradient_parts`) in ONE batched vector-Jacobian product (``is_grads_batched``) or — for a
+row-separable method (`MethodInfo.row_separable`: task t's rows reach only L_t) on per-task input, where the
+Trainer runs the forward pass under a `TaskTape` and passes it as ``tape`` — from ONE ordinary backward pass (the
+per-example-gradient trick with example = task: a shared ``nn.Linear``'s ``∂L_t/∂W = Σ_b δ_{t,b} a_{t,b}ᵀ``, one
+``bmm`` over the task axis; task-stacked tensors are reached by task t through slice t only). They combine them
+through the T×T Gram matrix only (never T×T products of parameter-sized vectors; a block that only one task reaches
+adds just its squared norms), call ``total.backward()`` once (every parameter gets its usual gradient, penalties
+included, and DistributedDataParallel all-reduces it), and then replace the task part of the shared gradient by
+the combination:
 
 * ``PCGrad`` (Yu et al., NeurIPS 2020): per-task gradients of the *weighted* losses ``w_t L_t`` w.r.t. the shared
   parameters; each ``g_i`` is projected, in a random order over the other tasks ``j ≠ i``, onto the normal plane
   of every *original* ``g_j`` it conflicts with (``g_iᵖᶜ·g_j < 0``); the update is ``Σ_i g_iᵖᶜ``. The shared
-  ``.grad`` receives ``Σ_i g_iᵖᶜ − Σ_i g_i`` on top of the plain backward.
+  ``.grad`` receives ``Σ_i g_iᵖᶜ − Σ_i g_i`` on top of the plain backward. The T-1 projection rounds run on the
+  host for a CPU Gram matrix (numpy), on the device otherwise.
 * ``MGDAUB`` (Sener & Koltun, NeurIPS 2018, the upper-bound variant): per-task gradients of the raw losses
   ``L_t`` w.r.t. the shared representation ``Z = features["shared"]``; the min-norm point ``α`` of their convex
   hull by (pairwise) Frank-Wolfe on the T×T Gram matrix, on the device (at most ``iters`` steps, stopping once the
@@ -20,7 +26,9 @@ then replace the task part of the shared gradient by the combination:
   under the default weights ``w_t = 1/T`` (they sum to 1); other weights keep their total, MGDA picks the split.
   This is done with a hook on ``Z`` that adds ``Σ_t ((Σw)·α_t − w_t)·∂L_t/∂Z`` to the gradient reaching it.
   Task-specific parameters keep their plain gradients ``w_t ∂L_t/∂θ_t``. A model that exposes no
-  ``features["shared"]`` falls back (with a warning, once) to plain MGDA on the shared *parameters*.
+  ``features["shared"]`` falls back (with a warning, once) to plain MGDA on the shared *parameters*. On per-task
+  input a row-separable model's representation gradients do not overlap: the Gram matrix is diagonal and the same
+  Frank-Wolfe steps run on the host with heaps (bit for bit the dense loop's result).
 
 Distributed data parallel (``torch.distributed`` initialised, world size > 1): PCGrad averages the per-task
 gradient matrix over ranks before combining, so every rank combines the same (global) gradients; MGDA-UB sums the
@@ -31,11 +39,15 @@ seeded from (seed, step counter), identical on every rank; the counter is saved 
 
 from __future__ import annotations
 
+import heapq
+import math
 import warnings
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -53,6 +65,8 @@ class Combiner(Protocol):
 
     def backward(self, losses: torch.Tensor, total: torch.Tensor, shared: Sequence[nn.Parameter],
                  weights: torch.Tensor | None = None, features: Mapping[str, torch.Tensor] | None = None) -> None: ...
+    # A combiner that takes per-task gradients sets ``per_task_gradients = True`` and accepts ``tape=``: on a
+    # row-separable model with per-task input the Trainer runs the forward pass under a `TaskTape` and hands it over.
 
 
 class SumCombiner:
@@ -66,24 +80,341 @@ class SumCombiner:
         return "SumCombiner()"
 
 
-# ---------------------------------------------------------------------- batched per-task gradients
-def task_gradients(losses: torch.Tensor, inputs: torch.Tensor | Sequence[torch.Tensor],
-                   weights: torch.Tensor | None = None, retain_graph: bool = True,
-                   create_graph: bool = False) -> torch.Tensor:
-    """Gradients of the T task losses (times ``weights`` if given) w.r.t. ``inputs`` in ONE batched
-    vector-Jacobian product: the ``[T, n]`` matrix whose row t is ``∂(w_t L_t)/∂inputs``, flattened and
-    concatenated (an input a loss does not reach contributes zeros)."""
+# ---------------------------------------------------------------------- per-task gradients
+class TaskGradients:
+    """The T per-task gradients of a list of inputs (the rows of the ``[T, n]`` matrix `task_gradients` returns),
+    kept as one block per input, in order, so that the structure a row-separable model gives is never expanded:
+
+    * ``dense``: ``[T, n_i]``, row t the flattened gradient of task t;
+    * ``diag``: ``[T, m_i]`` for an input of ``T·m_i`` elements whose row t (viewed ``[T, m_i]``, task axis first)
+      only task t's loss reaches: task t's gradient is block row t there and zero elsewhere (a task-stacked
+      parameter, or the representation of per-task rows).
+
+    The combiners need only `gram` (``G Gᵀ``), `combine` (``c G``, split back into the inputs' shapes) and, under
+    DDP, `all_reduce` (the average over ranks, one collective)."""
+
+    def __init__(self, n_tasks: int, blocks: list[tuple[str, torch.Tensor]], shapes: list[torch.Size],
+                 rules: list[str] | None = None) -> None:
+        self.n_tasks, self.blocks, self.shapes = n_tasks, blocks, shapes
+        self.rules = rules if rules is not None else ["vjp"] * len(blocks)  # how each block was obtained
+
+    def gram(self) -> torch.Tensor:
+        """``G Gᵀ`` ``[T, T]``: a dense block adds its Gram matrix, a diagonal block its squared row norms."""
+        out: torch.Tensor | None = None
+        for kind, b in self.blocks:
+            g = b @ b.T if kind == "dense" else torch.diag(b.pow(2).sum(1))
+            out = g if out is None else out + g
+        if out is None:
+            raise ValueError("no inputs")
+        return out
+
+    def combine(self, coef: torch.Tensor) -> list[torch.Tensor]:
+        """``Σ_t coef_t g_t``, one tensor per input in its own shape."""
+        out = []
+        for (kind, b), shape in zip(self.blocks, self.shapes, strict=True):
+            c = coef.to(b.dtype)
+            v = c @ b if kind == "dense" else c[:, None] * b
+            out.append(v.reshape(shape))
+        return out
+
+    def dense(self) -> torch.Tensor:
+        """The ``[T, n]`` matrix (inputs flattened and concatenated): a diagonal block becomes block rows."""
+        return torch.cat([_densify(kind, b, self.n_tasks) for kind, b in self.blocks], dim=1)
+
+    def all_reduce(self, mean: bool) -> None:
+        """Sum (or average) every block over the ranks of an initialised process group, in one collective."""
+        if _world_size() <= 1 or not self.blocks:
+            return
+        flat = _all_reduce(torch.cat([b.reshape(-1) for _, b in self.blocks]), mean=mean)
+        i = 0
+        for k, (kind, b) in enumerate(self.blocks):
+            self.blocks[k] = (kind, flat[i:i + b.numel()].reshape(b.shape))
+            i += b.numel()
+
+
+class TaskTape:
+    """Records, during ONE forward pass of a row-separable model on per-task input, what gives all T per-task
+    gradients of the shared parameters from ONE backward pass (the per-example-gradient trick with example = task).
+
+    Row-separable (`MethodInfo.row_separable`): task t's rows reach task t's loss only (models may mix tasks'
+    *towers or experts* on a row, as cross-stitch, MMoE and PLE do, but never tasks' rows). Then the output gradient
+    ``δ`` of any layer, taken for ``Σ_t c_t L_t``, is on task t's rows exactly ``c_t ∂L_t/∂(output)``, so
+
+    * an ``nn.Linear`` applied to rows whose leading axis is the task axis (``[T, B, in]``, or ``[T·B, in]`` task-major)
+      has ``∂(c_t L_t)/∂W = Σ_b δ_{t,b} a_{t,b}ᵀ`` (one ``bmm`` over the task axis) and ``Σ_b δ_{t,b}`` for the bias;
+    * an ``nn.Conv2d`` on task-major images ``[T·B, C, H, W]`` gets its T weight gradients from one grouped weight
+      gradient (`torch.nn.grad.conv2d_weight` with the task axis folded into the channels, ``groups = T·groups``);
+    * a `TaskLinear` with T maps on ``[T, B, in]`` gives task t the slice t of its gradient; one with n maps on
+      task-major rows ``[T·B, in]`` (each map on every row: cross-stitch's towers) ``Σ_{b∈t} a_b δ_{·,b}ᵀ``;
+    * a `TaskConv2d` with T tasks and the representation of per-task rows (``[T, ...]``) are reached by task t
+      through their slice t only: block row t of the plain gradient.
+
+    Within the `with` block a forward hook on every such layer keeps the layer's input (which autograd saves anyway)
+    and output; `task_gradient_parts` then asks autograd for the gradient of ``Σ_t c_t L_t`` w.r.t. those outputs
+    and the task-stacked tensors in one call. Any other shared parameter (used outside such a layer, e.g. TOMATO's
+    θ⁰ broadcast over topics and tasks, MMoE's experts applied by an einsum) takes the batched vector-Jacobian
+    product, so the result is always the full ``[T, n]`` gradient matrix. So does a layer never called under the
+    tape, called on rows whose leading axis is not a multiple of T, or whose output was changed in place afterwards.
+
+    The first time a model takes this path (per set of inputs) its result is compared with one autograd pass of
+    ``Σ_t u_t c_t L_t`` for a fixed random sign vector u (which a model that mixes tasks' rows, or a layer whose
+    weight is also used outside the layer, fails); a mismatch warns once and the model keeps the batched
+    vector-Jacobian product for good. The check is decided alike on every rank of a process group."""
+
+    def __init__(self, model: nn.Module, params: Sequence[torch.Tensor], n_tasks: int) -> None:
+        from mtlkit.nn.task_conv import TaskConv2d  # lazy: mtlkit.nn imports the methods package
+        from mtlkit.nn.task_layers import TaskLinear
+
+        self.model, self.n_tasks = model, int(n_tasks)
+        wanted = {id(p) for p in params}
+        owners: dict[int, list[tuple[nn.Module, str]]] = {}
+        for m in model.modules():
+            for name, p in m.named_parameters(recurse=False):
+                if id(p) in wanted:
+                    owners.setdefault(id(p), []).append((m, name))
+        self.layer_of: dict[int, tuple[nn.Module, str]] = {}  # param id -> (hooked layer, "weight" | "bias")
+        self.stacked: set[int] = set()  # parameters of a TaskConv2d with T tasks, [T, ...]
+        for pid, own in owners.items():
+            if len(own) != 1:  # tied weights: no single rule
+                continue
+            m, name = own[0]
+            if _per_row_layer(m) or (isinstance(m, TaskLinear) and type(m).forward is TaskLinear.forward):
+                self.layer_of[pid] = (m, name)
+            elif isinstance(m, TaskConv2d) and m.n_tasks == self.n_tasks:
+                self.stacked.add(pid)
+        self.layers = list(dict.fromkeys(m for m, _ in self.layer_of.values()))
+        self.calls: dict[nn.Module, list[tuple[torch.Tensor, torch.Tensor, int]]] = {}
+        self.bad: set[nn.Module] = set()
+        self._handles: list[Any] = []
+        self.recorded = False
+
+    def __enter__(self) -> TaskTape:
+        self.calls = {m: [] for m in self.layers}
+        self.bad = set()
+        self.recorded = False
+        self._handles = [m.register_forward_hook(self._hook) for m in self.layers]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+        self.recorded = True
+
+    def _hook(self, m: nn.Module, args: tuple[Any, ...], out: Any) -> None:
+        if not torch.is_grad_enabled() or not isinstance(out, torch.Tensor) or not out.requires_grad:
+            return  # no gradient reaches the losses through this call
+        a = args[0] if args and isinstance(args[0], torch.Tensor) else None
+        T = self.n_tasks
+        ok = a is not None and a.dim() >= 2 and a.shape[0] % T == 0 and a.shape[0] > 0
+        if isinstance(m, nn.Conv2d):
+            ok = ok and a is not None and a.dim() == 4 and m.padding_mode == "zeros" and not isinstance(m.padding, str)
+        elif not isinstance(m, nn.Linear):  # TaskLinear: weight[t] on task t's rows [T, B, in], or every map on rows
+            ok = ok and a is not None and (a.dim() == 2 or (a.dim() == 3 and a.shape[0] == T == m.n_tasks))
+        if not ok:
+            self.bad.add(m)
+            return
+        self.calls[m].append((a, out, out._version))  # type: ignore[arg-type]
+
+
+def _per_row_layer(m: nn.Module) -> bool:
+    """An ``nn.Linear`` / ``nn.Conv2d`` running its own forward (a subclass that overrides it is not trusted)."""
+    return (isinstance(m, nn.Linear) and type(m).forward is nn.Linear.forward) or \
+        (isinstance(m, nn.Conv2d) and type(m).forward is nn.Conv2d.forward)
+
+
+_ONE_PASS_STATUS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[Any, ...], bool]] = weakref.WeakKeyDictionary()
+_TAPES: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[Any, ...], TaskTape]] = weakref.WeakKeyDictionary()
+
+
+def task_tape(model: nn.Module, params: Sequence[torch.Tensor], n_tasks: int) -> TaskTape:
+    """The `TaskTape` of ``model`` for these parameters and T (built once, reused by every step)."""
+    key = (int(n_tasks), tuple(id(p) for p in params))
+    hit = _TAPES.get(model)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    tape = TaskTape(model, params, n_tasks)
+    _TAPES[model] = (key, tape)
+    return tape
+
+
+def _batched_vjp(losses: torch.Tensor, xs: Sequence[torch.Tensor], c: torch.Tensor | None, retain_graph: bool,
+                 create_graph: bool) -> list[torch.Tensor]:
+    """``[T, n_i]`` per input: ``∂(c_t L_t)/∂x`` for every t in ONE batched vector-Jacobian product."""
+    T = losses.shape[0]
+    eye = torch.eye(T, dtype=losses.dtype, device=losses.device)
+    gout = eye if c is None else eye * c[:, None]
+    grads = torch.autograd.grad(losses, list(xs), grad_outputs=gout, is_grads_batched=True, retain_graph=retain_graph,
+                                create_graph=create_graph, allow_unused=True)
+    return [(g if g is not None else torch.zeros(T, *x.shape, dtype=losses.dtype, device=losses.device))
+            .reshape(T, -1) for g, x in zip(grads, xs, strict=True)]
+
+
+def task_gradient_parts(losses: torch.Tensor, inputs: torch.Tensor | Sequence[torch.Tensor],
+                        weights: torch.Tensor | None = None, retain_graph: bool = True, create_graph: bool = False,
+                        tape: TaskTape | None = None) -> TaskGradients:
+    """The T per-task gradients ``∂(w_t L_t)/∂inputs`` as `TaskGradients` (blocks, see there).
+
+    Without ``tape``: ONE batched vector-Jacobian product (``is_grads_batched``), dense blocks. With the `TaskTape`
+    the forward pass ran under (a row-separable model on per-task input): ONE backward pass for every input a rule
+    of the tape covers, the batched product for the rest only."""
     if losses.dim() != 1:
         raise ValueError(f"losses must be a [T] vector, got shape {tuple(losses.shape)}")
     xs = [inputs] if isinstance(inputs, torch.Tensor) else list(inputs)
     T = losses.shape[0]
-    eye = torch.eye(T, dtype=losses.dtype, device=losses.device)
-    gout = eye if weights is None else eye * weights.to(losses.dtype)[:, None]
-    grads = torch.autograd.grad(losses, xs, grad_outputs=gout, is_grads_batched=True, retain_graph=retain_graph,
-                                create_graph=create_graph, allow_unused=True)
-    rows = [(g if g is not None else torch.zeros(T, *x.shape, dtype=losses.dtype, device=losses.device))
-            .reshape(T, -1) for g, x in zip(grads, xs, strict=True)]
-    return torch.cat(rows, dim=1)
+    c = None if weights is None else weights.detach().to(losses.dtype)
+    shapes = [x.shape for x in xs]
+    if tape is None or create_graph or not tape.recorded or tape.n_tasks != T:
+        return TaskGradients(T, [("dense", g) for g in _batched_vjp(losses, xs, c, retain_graph, create_graph)],
+                             shapes)
+    sig = tuple(id(x) if isinstance(x, nn.Parameter) else ("tensor", tuple(x.shape[1:])) for x in xs)
+    status = _ONE_PASS_STATUS.setdefault(tape.model, {})
+    if status.get(sig) is False:
+        return TaskGradients(T, [("dense", g) for g in _batched_vjp(losses, xs, c, retain_graph, False)], shapes)
+    parts = _one_pass(losses, xs, c, retain_graph or sig not in status, tape)
+    if sig not in status:
+        ok = _check_one_pass(losses, xs, c, parts)
+        status[sig] = ok
+        if not ok:
+            warnings.warn(f"per-task gradients: the one-pass rule disagrees with autograd for "
+                          f"{type(tape.model).__name__} (is the method really row-separable?); using the batched "
+                          "vector-Jacobian product for this model from now on", stacklevel=3)
+            return TaskGradients(T, [("dense", g) for g in _batched_vjp(losses, xs, c, retain_graph, False)], shapes)
+    return parts
+
+
+def _one_pass(losses: torch.Tensor, xs: list[torch.Tensor], c: torch.Tensor | None, retain_graph: bool,
+              tape: TaskTape) -> TaskGradients:
+    """`task_gradient_parts` by the tape's rules (see `TaskTape`)."""
+    T = losses.shape[0]
+    rule: list[str] = []
+    for x in xs:
+        lay = tape.layer_of.get(id(x))
+        calls = tape.calls[lay[0]] if lay is not None else []
+        if lay is not None and calls and lay[0] not in tape.bad and all(o._version == v for _, o, v in calls):
+            rule.append("layer")
+        elif id(x) in tape.stacked or (not isinstance(x, nn.Parameter) and x.dim() >= 1 and x.shape[0] == T):
+            rule.append("diag")
+        else:
+            rule.append("vjp")
+    layers = list(dict.fromkeys(tape.layer_of[id(x)][0] for x, r in zip(xs, rule, strict=True) if r == "layer"))
+    calls = [(m, a, o) for m in layers for a, o, _ in tape.calls[m]]
+    diag = [x for x, r in zip(xs, rule, strict=True) if r == "diag"]
+    left = [x for x, r in zip(xs, rule, strict=True) if r == "vjp"]
+    got: dict[int, torch.Tensor] = {}
+    targets = [o for _, _, o in calls] + diag
+    if targets:
+        obj = losses.sum() if c is None else (losses * c).sum()
+        grads = torch.autograd.grad(obj, targets, retain_graph=retain_graph or bool(left), allow_unused=True)
+        per_layer: dict[nn.Module, dict[str, tuple[str, torch.Tensor]]] = {}
+        for (m, a, _), d in zip(calls, grads[:len(calls)], strict=True):
+            if d is not None:
+                acc = per_layer.setdefault(m, {})
+                for name, (kind, g) in _layer_task_grads(m, a, d, T).items():
+                    if name in acc:
+                        k0, g0 = acc[name]
+                        if k0 != kind:  # a TaskLinear called on [T, B, in] and on [T·B, in] rows
+                            g0, g, kind = _densify(k0, g0, T), _densify(kind, g, T), "dense"
+                        g = g0 + g
+                    acc[name] = (kind, g)
+        for i, (x, r) in enumerate(zip(xs, rule, strict=True)):
+            if r == "layer":
+                m, name = tape.layer_of[id(x)]
+                kind, g = per_layer.get(m, {}).get(name, ("dense", None))
+                got[id(x)] = (g if g is not None else
+                              torch.zeros(T, x.numel(), dtype=losses.dtype, device=losses.device))
+                rule[i] = f"layer-{kind}"
+        for x, g in zip(diag, grads[len(calls):], strict=True):
+            got[id(x)] = (g if g is not None else torch.zeros_like(x)).reshape(T, -1)
+    if left:
+        for x, g in zip(left, _batched_vjp(losses, left, c, retain_graph, False), strict=True):
+            got[id(x)] = g
+    blocks = [("diag" if r.endswith("diag") else "dense", got[id(x)]) for x, r in zip(xs, rule, strict=True)]
+    return TaskGradients(T, blocks, [x.shape for x in xs], [r.split("-")[0] for r in rule])
+
+
+def _densify(kind: str, g: torch.Tensor, T: int) -> torch.Tensor:
+    """A ``[T, m]`` diagonal block as dense ``[T, T·m]`` rows (a dense one unchanged)."""
+    if kind == "dense":
+        return g
+    full = g.new_zeros(T, T, g.shape[1])
+    idx = torch.arange(T, device=g.device)
+    full[idx, idx] = g
+    return full.reshape(T, -1)
+
+
+def _layer_task_grads(m: nn.Module, a: torch.Tensor, d: torch.Tensor, T: int) -> dict[str, tuple[str, torch.Tensor]]:
+    """One call's per-task parameter gradients of a hooked layer from its input ``a`` and output gradient ``d``, by
+    parameter name, each as a block (kind, ``[T, ·]``) of `TaskGradients`: ``nn.Linear`` / ``nn.Conv2d`` on task-major
+    rows give dense rows; a `TaskLinear` on ``[T, B, in]`` gives task t's slices (diagonal), on task-major rows
+    ``[T·k, in]`` (every one of its n maps on every row, as cross-stitch's towers) dense rows ``[T, n·in·out]``."""
+    out: dict[str, tuple[str, torch.Tensor]] = {}
+    w, b = m.weight, getattr(m, "bias", None)
+    if not isinstance(m, (nn.Linear, nn.Conv2d)):  # TaskLinear: weight [n, in, out], output [n, rows, out]
+        if a.dim() == 3:
+            if w.requires_grad:
+                out["weight"] = ("diag", torch.bmm(a.to(d.dtype).transpose(1, 2), d).reshape(T, -1))
+            if b is not None and b.requires_grad:
+                out["bias"] = ("diag", d.sum(1))
+            return out
+        n = d.shape[0]
+        a3 = a.to(d.dtype).reshape(T, -1, a.shape[-1])
+        d4 = d.reshape(n, T, -1, d.shape[-1])
+        if w.requires_grad:
+            out["weight"] = ("dense", torch.einsum("tki,ntko->tnio", a3, d4).reshape(T, -1))
+        if b is not None and b.requires_grad:
+            out["bias"] = ("dense", d4.sum(2).transpose(0, 1).reshape(T, -1))
+        return out
+    if isinstance(m, nn.Linear):
+        a2 = a.reshape(T, -1, a.shape[-1]).to(d.dtype)
+        d2 = d.reshape(T, -1, d.shape[-1])
+        if w.requires_grad:
+            out["weight"] = ("dense", torch.bmm(d2.transpose(1, 2), a2).reshape(T, -1))
+        if b is not None and b.requires_grad:
+            out["bias"] = ("dense", d2.sum(1))
+        return out
+    assert isinstance(m, nn.Conv2d)
+    k = a.shape[0] // T
+    C, O, groups = m.in_channels, m.out_channels, m.groups
+    if w.requires_grad:
+        af = a.to(d.dtype).reshape(T, k, C, *a.shape[2:]).transpose(0, 1).reshape(k, T * C, *a.shape[2:])
+        df = d.reshape(T, k, O, *d.shape[2:]).transpose(0, 1).reshape(k, T * O, *d.shape[2:])
+        gw = torch.nn.grad.conv2d_weight(af, (T * O, C // groups, *m.kernel_size), df, stride=m.stride,
+                                         padding=m.padding, dilation=m.dilation, groups=T * groups)
+        out["weight"] = ("dense", gw.reshape(T, -1))
+    if b is not None and b.requires_grad:
+        out["bias"] = ("dense", d.reshape(T, k, O, -1).sum(dim=(1, 3)))
+    return out
+
+
+def _check_one_pass(losses: torch.Tensor, xs: list[torch.Tensor], c: torch.Tensor | None,
+                    parts: TaskGradients) -> bool:
+    """Does ``Σ_t u_t g_t`` of the one-pass result equal autograd's gradient of ``Σ_t u_t c_t L_t`` for a fixed
+    random sign vector u? Decided alike on every rank of a process group."""
+    T = losses.shape[0]
+    u = torch.randint(0, 2, (T,), generator=torch.Generator().manual_seed(20_240_613)).to(losses) * 2 - 1
+    cu = u if c is None else u * c
+    exact = torch.autograd.grad((losses * cu).sum(), xs, retain_graph=True, allow_unused=True)
+    fast = parts.combine(u)
+    num = den = 0.0
+    for f, e in zip(fast, exact, strict=True):
+        e = torch.zeros_like(f) if e is None else e.to(f.dtype)
+        num += float((f - e).pow(2).sum())
+        den += float(e.pow(2).sum() + f.pow(2).sum())
+    eps = 1e-5 if losses.dtype == torch.float64 else 1e-3
+    ok = torch.tensor(1.0 if math.isfinite(num) and num <= eps ** 2 * den else 0.0, device=losses.device)
+    return bool(_all_reduce(ok, mean=False) >= _world_size())
+
+
+def task_gradients(losses: torch.Tensor, inputs: torch.Tensor | Sequence[torch.Tensor],
+                   weights: torch.Tensor | None = None, retain_graph: bool = True,
+                   create_graph: bool = False, tape: TaskTape | None = None) -> torch.Tensor:
+    """Gradients of the T task losses (times ``weights`` if given) w.r.t. ``inputs``: the ``[T, n]`` matrix whose row
+    t is ``∂(w_t L_t)/∂inputs``, flattened and concatenated (an input a loss does not reach contributes zeros).
+
+    Without ``tape``, ONE batched vector-Jacobian product; with the `TaskTape` the forward pass ran under (a
+    row-separable model on per-task input), ONE backward pass (`task_gradient_parts`)."""
+    return task_gradient_parts(losses, inputs, weights, retain_graph, create_graph, tape).dense()
 
 
 def _world_size() -> int:
@@ -100,18 +431,15 @@ def _all_reduce(t: torch.Tensor, mean: bool) -> torch.Tensor:
     return t / world if mean else t
 
 
-def _add_to_grads(params: Sequence[nn.Parameter], delta: torch.Tensor) -> None:
-    """Add the flat vector ``delta`` (parameters concatenated in order) to the parameters' ``.grad``."""
-    i = 0
+def _add_to_grads(params: Sequence[nn.Parameter], deltas: Sequence[torch.Tensor]) -> None:
+    """Add ``deltas`` (one tensor per parameter, in order) to the parameters' ``.grad``."""
     with torch.no_grad():
-        for p in params:
-            n = p.numel()
-            d = delta[i:i + n].reshape(p.shape).to(p.dtype)
+        for p, d in zip(params, deltas, strict=True):
+            d = d.reshape(p.shape).to(p.dtype)
             if p.grad is None:
                 p.grad = d.clone()
             else:
                 p.grad.add_(d)
-            i += n
 
 
 # ---------------------------------------------------------------------- PCGrad
@@ -127,7 +455,16 @@ def pcgrad_coefficients(gram: torch.Tensor, orders: torch.Tensor, eps: float = 1
     computed from the Gram matrix ``G Gᵀ`` alone. ``orders[i]`` is the order in which ``g_i`` meets the others.
 
     The T-1 projection rounds are sequential by definition (each sees the previous result); each round is
-    vectorised over all T tasks on T×T tensors."""
+    vectorised over all T tasks. ``D = C·(G Gᵀ)`` is kept up to date, so a round reads the T inner products
+    ``g_iᵖᶜ·g_{j_i} = D[i, j_i]`` and updates only the rows of the tasks in conflict. A CPU Gram matrix is worked
+    on the host (numpy: the rounds are many tiny operations), any other device's on the device."""
+    if gram.device.type == "cpu" and gram.shape[0] > 1:
+        return torch.from_numpy(_pcgrad_coefficients_host(gram.detach().numpy(), orders.cpu().numpy(), eps))
+    return _pcgrad_coefficients_device(gram, orders, eps)
+
+
+def _pcgrad_coefficients_device(gram: torch.Tensor, orders: torch.Tensor, eps: float) -> torch.Tensor:
+    """`pcgrad_coefficients` with torch operations on ``gram``'s device (each round reads T×T products)."""
     T = gram.shape[0]
     C = torch.eye(T, dtype=gram.dtype, device=gram.device)
     rows = torch.arange(T, device=gram.device)
@@ -141,11 +478,33 @@ def pcgrad_coefficients(gram: torch.Tensor, orders: torch.Tensor, eps: float = 1
     return C
 
 
+def _pcgrad_coefficients_host(gram: np.ndarray, orders: np.ndarray, eps: float) -> np.ndarray:
+    """`pcgrad_coefficients` in numpy, in the Gram matrix's dtype."""
+    T = gram.shape[0]
+    C = np.eye(T, dtype=gram.dtype)
+    D = gram.copy()  # C · gram
+    diag = np.diagonal(gram) + gram.dtype.type(eps)
+    rows = np.arange(T)
+    for k in range(orders.shape[1]):
+        j = orders[:, k]
+        dots = D[rows, j]
+        hit = dots < 0
+        if not hit.any():
+            continue
+        i, jj = rows[hit], j[hit]
+        coef = dots[hit] / diag[jj]
+        C[i, jj] -= coef
+        D[i] -= coef[:, None] * gram[jj]
+    return C
+
+
 class PCGrad:
     """Projecting conflicting gradients (Yu et al. 2020) on the shared parameters; see the module docstring.
 
     ``seed`` (default: ``torch.initial_seed()`` at construction, i.e. the run's seed) and a step counter seed
     the random projection order, so all ranks of a distributed run use the same order."""
+
+    per_task_gradients = True  # the Trainer records a `TaskTape` for it on row-separable models
 
     def __init__(self, seed: int | None = None, eps: float = 1e-8) -> None:
         self.seed = int(torch.initial_seed() if seed is None else seed) % (2 ** 62)
@@ -156,18 +515,19 @@ class PCGrad:
         return torch.Generator().manual_seed((self.seed * 1_000_003 + self.step) % (2 ** 63))
 
     def backward(self, losses: torch.Tensor, total: torch.Tensor, shared: Sequence[nn.Parameter],
-                 weights: torch.Tensor | None = None, features: Mapping[str, torch.Tensor] | None = None) -> None:
+                 weights: torch.Tensor | None = None, features: Mapping[str, torch.Tensor] | None = None,
+                 tape: TaskTape | None = None) -> None:
         if weights is None:
             raise ValueError("PCGrad needs the task weights w of total = Σ w_t L_t + penalties (weights=...)")
         params = [p for p in shared if p.requires_grad]
         if not params:
             raise ValueError("PCGrad needs at least one shared parameter that requires grad")
         T = losses.shape[0]
-        G = task_gradients(losses, params, weights=weights.detach())  # rows ∂(w_t L_t)/∂θ_shared
-        G = _all_reduce(G, mean=True)
+        G = task_gradient_parts(losses, params, weights=weights.detach(), tape=tape)  # rows ∂(w_t L_t)/∂θ_shared
+        G.all_reduce(mean=True)
         with torch.no_grad():
-            C = pcgrad_coefficients(G @ G.T, pcgrad_orders(T, self._generator()), self.eps)
-            delta = (C.sum(0) - 1.0) @ G  # Σ_i g_iᵖᶜ − Σ_i g_i
+            C = pcgrad_coefficients(G.gram(), pcgrad_orders(T, self._generator()), self.eps)
+            delta = G.combine((C.sum(0) - 1.0).to(losses.device))  # Σ_i g_iᵖᶜ − Σ_i g_i
         self.step += 1
         total.backward()
         _add_to_grads(params, delta)
@@ -208,11 +568,21 @@ def min_norm_weights(gram: torch.Tensor, iters: int = 250, tol: float = 1e-10) -
     M = gram.double()
     if T == 1:
         return torch.ones(1, dtype=gram.dtype, device=gram.device)
+    check_every = 1 if M.device.type == "cpu" else 25
+    d = M.diagonal()
+    if bool(torch.isfinite(d).all()) and not bool(torch.count_nonzero(M - torch.diag(d))):
+        alpha_d = _min_norm_diagonal(d.tolist(), iters, tol, check_every)  # one sync instead of one per check
+        return torch.tensor(alpha_d, dtype=M.dtype).to(device=gram.device, dtype=gram.dtype)
+    return _min_norm_pairwise(M, iters, tol, check_every).to(gram.dtype)
+
+
+def _min_norm_pairwise(M: torch.Tensor, iters: int, tol: float, check_every: int) -> torch.Tensor:
+    """`min_norm_weights`' pairwise Frank-Wolfe loop on a float64 Gram matrix, on its device."""
+    T = M.shape[0]
     eye = torch.eye(T, dtype=M.dtype, device=M.device)
     alpha = torch.full((T,), 1.0 / T, dtype=M.dtype, device=M.device)
     neg_inf = torch.tensor(float("-inf"), dtype=M.dtype, device=M.device)
     stop = tol * float(M.diagonal().max().clamp_min(1e-300))
-    check_every = 1 if M.device.type == "cpu" else 25
     for i in range(iters):  # pairwise steps: mass moves from the worst support vertex v to the best vertex s
         Ma = M @ alpha  # half the gradient of αᵀMα
         s = torch.argmin(Ma)
@@ -222,7 +592,43 @@ def min_norm_weights(gram: torch.Tensor, iters: int = 250, tol: float = 1e-10) -
         curv = (M[s, s] + M[v, v] - 2 * M[s, v]).clamp_min(1e-30)
         step = torch.minimum(((Ma[v] - Ma[s]) / curv).clamp_min(0), alpha[v])  # exact line search on [0, α_v]
         alpha = alpha + step * (eye[s] - eye[v])
-    return alpha.to(gram.dtype)
+    return alpha
+
+
+def _min_norm_diagonal(d: list[float], iters: int, tol: float, check_every: int) -> list[float]:
+    """`min_norm_weights` of a diagonal Gram matrix ``diag(d)`` (the per-task representation gradients of a
+    row-separable model never overlap): the very same pairwise Frank-Wolfe steps in float64, bit for bit (``Mα`` is
+    ``d_t α_t`` exactly, a step changes two weights), with heaps for the argmin / argmax (ties to the lowest index,
+    as torch's), so a step costs O(log T) on the host instead of O(T²) tensor work."""
+    T = len(d)
+    alpha = [1.0 / T] * T
+    ma = [dt * a for dt, a in zip(d, alpha, strict=True)]
+    low = [(v, t) for t, v in enumerate(ma)]  # min-heap of (Mα)_t
+    high = [(-v, t) for t, v in enumerate(ma)]  # max-heap over the support (α_t > 0)
+    heapq.heapify(low)
+    heapq.heapify(high)
+    stop = tol * max(max(d), 1e-300)
+    for i in range(iters):
+        while low[0][0] != ma[low[0][1]]:
+            heapq.heappop(low)
+        while -high[0][0] != ma[high[0][1]] or not alpha[high[0][1]] > 0:
+            heapq.heappop(high)
+        s, v = low[0][1], high[0][1]
+        gap = ma[v] - ma[s]
+        if i % check_every == 0 and gap <= stop:
+            break
+        curv = max(d[s] + d[v] - 2 * (d[s] if s == v else 0.0), 1e-30)
+        step = min(max(gap / curv, 0.0), alpha[v])
+        if s == v:
+            alpha[s] = alpha[s] + step + -step  # eye[s] - eye[v] is 0: α + step·0
+        else:
+            alpha[s] = alpha[s] + step
+            alpha[v] = alpha[v] - step
+        for t in (s, v):
+            ma[t] = d[t] * alpha[t]
+            heapq.heappush(low, (ma[t], t))
+            heapq.heappush(high, (-ma[t], t))
+    return alpha
 
 
 class MGDAUB:
@@ -232,6 +638,8 @@ class MGDAUB:
     ``normalization``: scale each task gradient before the min-norm problem by 1 (``none``), ``‖g_t‖`` (``l2``),
     ``L_t`` (``loss``) or ``L_t‖g_t‖`` (``loss+``); the weights then apply to the raw losses, as Sener & Koltun
     and LibMTL do."""
+
+    per_task_gradients = True  # the Trainer records a `TaskTape` for it on row-separable models
 
     def __init__(self, normalization: str = "none", iters: int = 250) -> None:
         if normalization not in MGDA_NORMS:
@@ -254,17 +662,18 @@ class MGDAUB:
         return min_norm_weights(gram / (scale[:, None] * scale[None, :]), self.iters)
 
     def backward(self, losses: torch.Tensor, total: torch.Tensor, shared: Sequence[nn.Parameter],
-                 weights: torch.Tensor | None = None, features: Mapping[str, torch.Tensor] | None = None) -> None:
+                 weights: torch.Tensor | None = None, features: Mapping[str, torch.Tensor] | None = None,
+                 tape: TaskTape | None = None) -> None:
         if weights is None:
             raise ValueError("MGDA-UB needs the task weights w of total = Σ w_t L_t + penalties (weights=...)")
         w = weights.detach().to(losses.dtype)
         z = (features or {}).get("shared")
         if z is not None and z.requires_grad:
-            Gz = task_gradients(losses, z)  # [T, rows·dims]: this rank's rows of Z
+            Gz = task_gradient_parts(losses, z, tape=tape)  # [T, rows·dims]: this rank's rows of Z
             with torch.no_grad():
-                alpha = self._weights(_all_reduce(Gz @ Gz.T, mean=False), losses)
+                alpha = self._weights(_all_reduce(Gz.gram(), mean=False), losses)
                 coef = w.sum() * alpha - w
-                delta = (coef @ Gz).reshape(z.shape)
+                delta = Gz.combine(coef)[0]
             self.last_weights = alpha
             handle = z.register_hook(lambda g: g + delta.to(g.dtype))
             try:
@@ -277,10 +686,11 @@ class MGDAUB:
                           "on the gradients of the shared parameters", stacklevel=2)
             self._warned = True
         params = [p for p in shared if p.requires_grad]
-        G = _all_reduce(task_gradients(losses, params), mean=True)
+        G = task_gradient_parts(losses, params, tape=tape)
+        G.all_reduce(mean=True)
         with torch.no_grad():
-            alpha = self._weights(G @ G.T, losses)
-            delta = (w.sum() * alpha - w) @ G
+            alpha = self._weights(G.gram(), losses)
+            delta = G.combine(w.sum() * alpha - w)
         self.last_weights = alpha
         total.backward()
         _add_to_grads(params, delta)

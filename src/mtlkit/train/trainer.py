@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -16,7 +17,8 @@ import torch
 from mtlkit.data.sampler import TaskBatchSampler
 from mtlkit.data.tensors import Batch, DeviceData
 from mtlkit.errors import MtlkitError
-from mtlkit.methods.base import MethodParts, as_output
+from mtlkit.methods.base import MethodParts, as_output, row_separable
+from mtlkit.optim.combiners import task_tape
 from mtlkit.optim.schedule import exponential_decay
 from mtlkit.progress import progress_bar, training_label
 from mtlkit.train import checkpoint as ckpt_io
@@ -99,9 +101,17 @@ def training_step(parts: MethodParts, fwd: torch.nn.Module, loss: TaskLoss, batc
     ``Σ_t w_t L_t + Σ penalties``; gradients by the method's combiner (given the per-task losses, the weights
     ``w`` and the model's named features); the optimizer step; each proximal step with the step's learning
     rate. ``fwd`` is the model or its DistributedDataParallel wrapper; with ``distributed`` each task's loss is
-    divided by its labelled rows in the global batch (one all-reduce of the counts)."""
+    divided by its labelled rows in the global batch (one all-reduce of the counts).
+
+    A combiner that takes per-task gradients (``per_task_gradients``) on a row-separable method
+    (`MethodParts.row_separable`) with per-task input gets them from one backward pass: the forward pass runs
+    under a `TaskTape` (hooks on the shared layers), which the combiner receives as ``tape``."""
     model = parts.model
-    out = as_output(fwd(batch.x))
+    tape = None
+    if getattr(parts.combiner, "per_task_gradients", False) and not batch.shared and row_separable(parts):
+        tape = task_tape(model, [p for p in shared if p.requires_grad], batch.mask.shape[0])
+    with tape if tape is not None else contextlib.nullcontext():
+        out = as_output(fwd(batch.x))
     if distributed is not None:
         n_global = distributed.all_reduce_sum(batch.mask.sum(1).to(out.pred.dtype))
         rows = loss.per_row(out.pred, batch.y, batch.mask).sum(1)
@@ -112,7 +122,10 @@ def training_step(parts: MethodParts, fwd: torch.nn.Module, loss: TaskLoss, batc
     for pen in parts.penalties:
         total = total + pen(model, out, batch)
     opt.zero_grad(set_to_none=True)
-    parts.combiner.backward(losses, total, shared, weights=w, features=out.features)
+    if tape is not None:
+        parts.combiner.backward(losses, total, shared, weights=w, features=out.features, tape=tape)  # type: ignore[call-arg]
+    else:
+        parts.combiner.backward(losses, total, shared, weights=w, features=out.features)
     opt.step()
     if parts.proxes:
         lr = opt.param_groups[0]["lr"]
