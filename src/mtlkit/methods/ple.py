@@ -9,9 +9,11 @@ level come task towers (``head_hidden``) and outputs. Gates read their own branc
 (LibMTL omits the shared gate; METHOD_NOTES §6).
 
 Heterogeneous tasks: with two or more levels the shared gate needs every task's experts on every task's rows,
-so the network runs on all T·B rows of the batch at once and task t keeps the outputs on its own rows: a
-step costs T× a shared-input step (as cross-stitch does). With one level nothing crosses tasks and each task
-runs on its own rows only.
+so the task experts of every level but the last run on all T·B rows of the batch (T× a shared-input level: the
+architecture's own cost, as cross-stitch's towers), and so do the task gates and mixtures of the levels that feed
+another non-final level. The level before the last mixes its task branches on each task's own rows only, and the
+last level runs on each task's own rows (task t's branch and the shared experts on task t's rows): what task t's
+output reads and no more. With one level nothing crosses tasks and each task runs on its own rows only.
 """
 
 from __future__ import annotations
@@ -52,28 +54,68 @@ class ExtractionLevel(nn.Module):
             self.sgate_w, self.sgate_b = _uniform((in_dim, T * k + s), in_dim), _uniform((T * k + s,), in_dim)
         self.act = nn.Sequential(make_activation(activation), nn.Dropout(dropout) if dropout > 0 else nn.Identity())
 
+    def _task_experts(self, h_task: torch.Tensor) -> torch.Tensor:
+        """Every task's experts on ``h_task`` ([N, in]: the same rows for every task, or [T, N, in]): [T, k, N, e]."""
+        eq = "bi,tkie->tkbe" if h_task.dim() == 2 else "tbi,tkie->tkbe"
+        return self.act(torch.einsum(eq, h_task, self.task_w) + self.task_b[:, :, None, :])
+
+    def _shared_experts(self, h_shared: torch.Tensor) -> torch.Tensor:
+        """The shared experts on one set of rows [N, in]: [s, N, e]."""
+        return self.act(torch.einsum("bi,sie->sbe", h_shared, self.shared_w) + self.shared_b[:, None, :])
+
+    def _task_mix(self, h_own: torch.Tensor, e_task: torch.Tensor, e_shared: torch.Tensor) -> torch.Tensor:
+        """Task t's gate (on its own branch's rows ``h_own`` [T, B, in] or [B, in]) over its experts ``e_task``
+        [T, k, B, e] and the shared ones ``e_shared`` ([s, B, e] for all tasks, or [T, s, B, e]): [T, B, e]."""
+        geq = "bi,tig->tbg" if h_own.dim() == 2 else "tbi,tig->tbg"
+        gate = torch.softmax(torch.einsum(geq, h_own, self.gate_w) + self.gate_b[:, None, :], dim=-1)
+        k = e_task.shape[1]
+        out = torch.einsum("tbk,tkbe->tbe", gate[..., :k], e_task)
+        seq = "tbs,sbe->tbe" if e_shared.dim() == 3 else "tbs,tsbe->tbe"
+        return out + torch.einsum(seq, gate[..., k:], e_shared)
+
+    def _shared_mix(self, h_shared: torch.Tensor, e_task: torch.Tensor, e_shared: torch.Tensor) -> torch.Tensor:
+        """The shared gate (on ``h_shared`` [N, in]) over every expert, all tasks' [T, k, N, e] and the shared ones
+        [s, N, e]: the shared branch's next state [N, e]."""
+        sgate = torch.softmax(h_shared @ self.sgate_w + self.sgate_b, dim=-1)  # [N, T·k + s]
+        tk = e_task.shape[0] * e_task.shape[1]
+        out = torch.einsum("bg,gbe->be", sgate[:, :tk], e_task.reshape(tk, *e_task.shape[2:]))
+        return out + torch.einsum("bg,gbe->be", sgate[:, tk:], e_shared)
+
     def forward(self, h_task: torch.Tensor, h_shared: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``h_task`` [B, in] (the same rows for every task) or [T, B, in]; ``h_shared`` [B, in], or [T, B, in]
         in a final level. Returns the tasks' next states [T, B, e] and the shared one [B, e] (None if final)."""
-        eq = "bi,tkie->tkbe" if h_task.dim() == 2 else "tbi,tkie->tkbe"
-        e_task = self.act(torch.einsum(eq, h_task, self.task_w) + self.task_b[:, :, None, :])  # [T, k, B, e]
+        e_task = self._task_experts(h_task)  # [T, k, B, e]
         if h_shared.dim() == 2:
-            e_shared = self.act(torch.einsum("bi,sie->sbe", h_shared, self.shared_w) + self.shared_b[:, None, :])
-            e_shared_t = e_shared.expand(self.n_tasks, *e_shared.shape)  # [T, s, B, e]
+            e_shared = self._shared_experts(h_shared)  # [s, B, e]
+            out_task = self._task_mix(h_task, e_task, e_shared)
         else:
             e_shared = None
             e_shared_t = self.act(torch.einsum("tbi,sie->tsbe", h_shared, self.shared_w)
                                   + self.shared_b[None, :, None, :])
-        geq = "bi,tig->tbg" if h_task.dim() == 2 else "tbi,tig->tbg"
-        gate = torch.softmax(torch.einsum(geq, h_task, self.gate_w) + self.gate_b[:, None, :], dim=-1)
-        out_task = torch.einsum("tbg,tgbe->tbe", gate, torch.cat([e_task, e_shared_t], dim=1))
+            out_task = self._task_mix(h_task, e_task, e_shared_t)
         if self.final:
             return out_task, None
         if e_shared is None:
             raise ValueError("a non-final PLE level needs the shared branch on one set of rows ([B, in])")
-        every = torch.cat([e_task.reshape(-1, *e_task.shape[2:]), e_shared], dim=0)  # [T·k + s, B, e]
-        sgate = torch.softmax(h_shared @ self.sgate_w + self.sgate_b, dim=-1)  # [B, T·k + s]
-        return out_task, torch.einsum("bg,gbe->be", sgate, every)
+        return out_task, self._shared_mix(h_shared, e_task, e_shared)
+
+    def forward_own_rows(self, h_task: torch.Tensor, h_shared: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A non-final level on T tasks' rows, task-major (``h_shared`` [T·B, in]; ``h_task`` the same [T·B, in] for
+        every branch or [T, T·B, in]), whose task branches are read on their own task's rows only (the level before
+        the last): every task's experts still run on every row (the shared gate reads them all), the task gates and
+        mixtures only on task t's own rows. Returns ([T, B, e], [T·B, e])."""
+        if self.final:
+            raise ValueError("forward_own_rows is for a non-final level")
+        T = self.n_tasks
+        e_task = self._task_experts(h_task)  # [T, k, T·B, e]
+        e_shared = self._shared_experts(h_shared)  # [s, T·B, e]
+        B = h_shared.shape[0] // T
+        idx = torch.arange(T, device=h_shared.device)
+        own = h_task.reshape(T, B, -1) if h_task.dim() == 2 else h_task.reshape(T, T, B, -1)[idx, idx]
+        k, s, e = e_task.shape[1], e_shared.shape[0], e_task.shape[-1]
+        own_task = e_task.reshape(T, k, T, B, e)[idx, :, idx]  # task t's experts on task t's rows [T, k, B, e]
+        own_shared = e_shared.reshape(s, T, B, e).transpose(0, 1)  # [T, s, B, e]
+        return self._task_mix(own, own_task, own_shared), self._shared_mix(h_shared, e_task, e_shared)
 
 
 class PLENet(nn.Module):
@@ -110,9 +152,14 @@ class PLENet(nn.Module):
         if self.shared or len(self.levels) == 1:
             return self.heads(self.extract(z))
         T, B = z.shape[0], z.shape[1]
-        h = self.extract(z.reshape(T * B, -1)).reshape(T, T, B, -1)  # (task branch, rows of task, B, e)
-        idx = torch.arange(T, device=z.device)
-        return self.heads(h[idx, idx])  # task t on its own rows
+        rows = z.reshape(T * B, -1)  # every task's rows, task-major
+        h_task, h_shared = rows, rows
+        for level in self.levels[:-2]:  # their task branches feed experts the next shared gate reads on every row
+            h_task, h_shared_next = level(h_task, h_shared)
+            assert h_shared_next is not None
+            h_shared = h_shared_next
+        h_own, h_shared = self.levels[-2].forward_own_rows(h_task, h_shared)  # [T, B, e], [T·B, e]
+        return self.heads(self.levels[-1](h_own, h_shared.reshape(T, B, -1))[0])  # the last level on own rows
 
 
 def _ple_shared(model: nn.Module) -> list[nn.Parameter]:
