@@ -297,6 +297,20 @@ def test_issue_example_holds_the_rows_not_the_padding() -> None:
     assert batch.x.shape == (T, 32, 100) and len(s) == N // 32 + (N % 32 > 0)
 
 
+def test_chunk_width_keeps_the_single_chunk_for_balanced_data() -> None:
+    """Balanced tasks (padding at most doubles the rows) keep the padded implementation's one chunk even when it
+    is large, so their validation numbers are the old bits; unbalanced ones are bounded by EVAL_ELEMENTS."""
+    rng = np.random.default_rng(0)
+    wide = EVAL_ELEMENTS // (3 * 600) + 1  # 3 tasks x 600 rows x wide > EVAL_ELEMENTS
+    balanced = MultiTaskData.from_tasks([rng.normal(size=(n, wide)) for n in (600, 500, 450)],
+                                        [rng.normal(size=n) for n in (600, 500, 450)]).tensors()
+    assert balanced.chunk_width() == 600
+    unbalanced = MultiTaskData.from_tasks([rng.normal(size=(n, wide)) for n in (600, 5, 5)],
+                                          [rng.normal(size=n) for n in (600, 5, 5)]).tensors()
+    assert 3 * unbalanced.chunk_width() * wide <= EVAL_ELEMENTS
+    assert _hetero(UNBALANCED).tensors().chunk_width() == max(UNBALANCED)  # small: one chunk
+
+
 # ---------------------------------------------------------------------- shared input: sparse labels
 def _shared_batches(dd, B, seed, rank=0, world=1):
     return list(TaskBatchSampler(dd, B, seed=seed, rank=rank, world_size=world).epoch())

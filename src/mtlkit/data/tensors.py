@@ -25,9 +25,9 @@ import torch
 
 from mtlkit.data.multitask import MultiTaskData
 
-#: Padded input elements one evaluation forward may gather: ``T x width x (row elements)`` (hetero) or
-#: ``width x (row elements + T)`` (shared input) stays under it (64 MiB of float32).
-EVAL_ELEMENTS = 1 << 24
+#: Input elements one evaluation forward may gather: ``T x width x (row elements)`` (heterogeneous) or
+#: ``width x (row elements + T)`` (shared input) stays under it (16 MiB of float32), see `DeviceData.chunk_width`.
+EVAL_ELEMENTS = 1 << 22
 #: Widest evaluation chunk in positions (the chunk the padded implementation always used).
 MAX_CHUNK = 65536
 #: Shared-input label matrices with at least this many cells are stored sparse when mostly missing.
@@ -246,11 +246,21 @@ class DeviceData:
         return Batch(x=x, y=y, mask=mask, shared=False)
 
     def chunk_width(self, max_elements: int = EVAL_ELEMENTS, limit: int = MAX_CHUNK) -> int:
-        """Positions per evaluation chunk so that a gathered chunk holds at most ``max_elements`` input
-        elements (at least 1, at most ``limit`` and the padded width)."""
+        """Positions per evaluation chunk (at least 1, at most ``limit``).
+
+        Heterogeneous tasks: the whole padded width (the padded implementation's one chunk, so the same numbers)
+        when ``T x max_n`` rows hold at most ``max(max_elements, 2 x the rows held)`` elements: small data, or
+        tasks balanced enough that padding at most doubles them; otherwise as many positions as ``max_elements``
+        allows (unbalanced data: memory bounded whatever the largest task). Shared input: as many rows as
+        ``max_elements`` allows, counting each row's features and its T labels."""
         per_row = int(np.prod(self.feature_shape)) if self.feature_shape else 1
-        cost = per_row + self.n_tasks if self.shared else max(1, self.n_tasks) * per_row
-        return max(1, min(limit, max(1, self.n_rows), max_elements // max(1, cost)))
+        N = max(1, self.n_rows)
+        if self.shared:
+            return max(1, min(limit, N, max_elements // (per_row + self.n_tasks)))
+        T = max(1, self.n_tasks)
+        if T * N * per_row <= max(max_elements, 2 * self.n_total * per_row):
+            return min(limit, N)
+        return max(1, min(limit, N, max_elements // (T * per_row)))
 
     def chunks(self, size: int | None = None) -> Iterator[Batch]:
         """Full-data evaluation in padded-column chunks of ``size`` positions (all at once when None or <= 0)."""
