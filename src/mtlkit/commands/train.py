@@ -55,6 +55,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    "batch per task; rank 0 prints and saves")
     p.add_argument("--tensorboard", type=Path, metavar="DIR",
                    help="log per-epoch losses (mean and per task) and the learning rate to DIR for TensorBoard")
+    p.add_argument("--compile", action="store_true",
+                   help="run the training step's forward pass (and its backward) under torch.compile; a one-line "
+                   "warning and eager steps where it cannot (no torch.compile or C++ compiler, per-task-gradient "
+                   "combiners)")
     p.add_argument("--quiet", action=QuietFlag)
     p.set_defaults(func=cmd_train)
     return p
@@ -98,7 +102,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         run = mtlkit.train(entry.name, split, hparams=hparams, seed=args.seed, device=args.device, grid=grid,
                            checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every, resume=args.resume,
-                           tensorboard=args.tensorboard, distributed=ctx)
+                           tensorboard=args.tensorboard, distributed=ctx, compile=args.compile)
     finally:
         if ctx is not None:
             shutdown_distributed()

@@ -443,7 +443,7 @@ def train_one(method: str, split: Split, hparams: dict[str, Any] | None = None, 
               standardize: bool = True, checkpoint: str | Path | None = None, checkpoint_every: int = 0,
               resume: bool = False, tensorboard: str | Path | None = None,
               distributed: DistContext | None = None, task_weights: Any = None,
-              epoch_callback: Callable[[int, float], None] | None = None) -> Run:
+              epoch_callback: Callable[[int, float], None] | None = None, compile: bool = False) -> Run:
     """Train ``method`` once with fixed hyper-parameters on ``split.train`` (early stopping on ``split.val``).
 
     ``task_weights``: a weight per task (``[T]``, e.g. `mtlkit.optim.weighting.svd_task_weights`), rescaled to
@@ -453,6 +453,7 @@ def train_one(method: str, split: Split, hparams: dict[str, Any] | None = None, 
     methods only); a resumed run ends with the same model and history as an uninterrupted one.
     ``distributed``: data-parallel training under torchrun on ``distributed.device`` (see `fit_sgd`).
     ``epoch_callback(epoch, val_loss)``: see `fit_sgd` (SGD-trained methods only; a closed-form fit never calls it).
+    ``compile``: run the training step's forward pass under ``torch.compile`` (see `fit_sgd`; SGD-trained methods).
     """
     entry = registry.get(method)
     train = split.train
@@ -491,7 +492,7 @@ def train_one(method: str, split: Split, hparams: dict[str, Any] | None = None, 
                            checkpoint=checkpoint,
                            checkpoint_every=checkpoint_every, resume=resume, tensorboard=tensorboard,
                            task_names=info.spec.names, fingerprint=ident, distributed=distributed,
-                           epoch_callback=epoch_callback)
+                           epoch_callback=epoch_callback, compile=compile)
         except TrainingDiverged as e:  # name the method: "hard-share diverged in epoch 2 (steps 13-24): ..."
             raise e.named(entry.name) from None
     if dev.type == "cuda":
@@ -561,7 +562,7 @@ def train(method: str, split: Split, hparams: dict[str, Any] | None = None, seed
           progress: bool | None = None, standardize: bool = True, checkpoint: str | Path | None = None,
           checkpoint_every: int = 0, resume: bool = False, tensorboard: str | Path | None = None,
           distributed: DistContext | None = None, task_weights: Any = None,
-          epoch_callback: Callable[[int, float], None] | None = None) -> Run:
+          epoch_callback: Callable[[int, float], None] | None = None, compile: bool = False) -> Run:
     """Train ``method`` on ``split``; with a ``grid`` (name -> values), train every combination and keep
     the one with the best mean validation primary metric (RMSE, error %, or cross-entropy).
 
@@ -571,7 +572,7 @@ def train(method: str, split: Split, hparams: dict[str, Any] | None = None, seed
     configuration ends with a finite validation score is it an error, naming the first failure.
     ``checkpoint`` (a file) and ``tensorboard`` (a directory) get one sub-directory ``cfg-<i>`` per grid
     point; with ``resume`` every grid point continues from its checkpoint (one not reached yet starts).
-    ``task_weights``, ``epoch_callback``: see `train_one`.
+    ``task_weights``, ``epoch_callback``, ``compile``: see `train_one`.
     """
     configs = _configs(hparams, grid)
     if len(configs) > 1 and split.val is None:
@@ -593,7 +594,8 @@ def train(method: str, split: Split, hparams: dict[str, Any] | None = None, seed
             run = train_one(method, split, cfg, seed=seed, device=device, progress=progress,
                             standardize=standardize, checkpoint=ck, checkpoint_every=checkpoint_every,
                             resume=resume and ck is not None and ck.is_file(), tensorboard=tb,
-                            distributed=distributed, task_weights=task_weights, epoch_callback=epoch_callback)
+                            distributed=distributed, task_weights=task_weights, epoch_callback=epoch_callback,
+                            compile=compile)
         except TrainingDiverged as e:
             if len(configs) == 1:
                 raise

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,6 +136,48 @@ def training_step(parts: MethodParts, fwd: torch.nn.Module, loss: TaskLoss, batc
     return losses.detach()
 
 
+class _CompiledForward(torch.nn.Module):
+    """``fwd`` under torch.compile; if the first compiled call fails (no C++ compiler for inductor, an operation
+    dynamo cannot trace), one warning and every call from then on runs ``fwd`` eagerly."""
+
+    def __init__(self, fwd: torch.nn.Module) -> None:
+        super().__init__()
+        self.fwd = fwd
+        self.compiled: Callable[..., Any] | None = torch.compile(fwd)
+        self.tried = False
+
+    def forward(self, x: torch.Tensor) -> Any:
+        if self.compiled is None:
+            return self.fwd(x)
+        if self.tried:
+            return self.compiled(x)
+        try:
+            out = self.compiled(x)
+        except Exception as e:  # the eager call below raises again if the model itself is at fault
+            self.compiled = None
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            warnings.warn(f"compile: torch.compile failed ({type(e).__name__}: {first}); training eagerly",
+                          stacklevel=2)
+            return self.fwd(x)
+        self.tried = True
+        return out
+
+
+def compile_forward(fwd: torch.nn.Module, parts: MethodParts) -> torch.nn.Module:
+    """The training step's forward pass under ``torch.compile`` (AOTAutograd compiles its backward with it), or
+    ``fwd`` itself with a one-line warning where that cannot work: a torch without ``torch.compile``; a combiner
+    that takes per-task gradients (it differentiates inside the eager autograd graph, where a compiled forward is
+    one opaque node); a first compiled call that fails (then the run continues eagerly)."""
+    if not hasattr(torch, "compile"):
+        warnings.warn(f"compile: torch {torch.__version__} has no torch.compile; training eagerly", stacklevel=2)
+        return fwd
+    if getattr(parts.combiner, "per_task_gradients", False):
+        warnings.warn(f"compile: {type(parts.combiner).__name__} takes per-task gradients through the eager autograd "
+                      "graph, which a compiled forward pass hides; training eagerly", stacklevel=2)
+        return fwd
+    return _CompiledForward(fwd)
+
+
 def _fingerprint(parts: MethodParts, train: DeviceData, val: DeviceData | None, hp: dict[str, Any], seed: int,
                  task_weights: torch.Tensor | None, extra: Mapping[str, Any] | None) -> dict[str, Any]:
     """What identifies a run for resuming: hyper-parameters (``epochs`` aside: a run may be extended),
@@ -173,7 +216,7 @@ def fit_sgd(parts: MethodParts, loss: TaskLoss, train: DeviceData, val: DeviceDa
             checkpoint: str | Path | None = None, checkpoint_every: int = 0, resume: bool = False,
             tensorboard: str | Path | None = None, task_names: Sequence[str] | None = None,
             fingerprint: Mapping[str, Any] | None = None, distributed: DistContext | None = None,
-            epoch_callback: Callable[[int, float], None] | None = None) -> History:
+            epoch_callback: Callable[[int, float], None] | None = None, compile: bool = False) -> History:
     """Train ``parts.model`` in place; at the end it holds the epoch with the lowest validation loss.
 
     Objective per step: ``Σ_t w_t L_t + Σ penalties`` (``w_t = 1/T`` by default), gradients by the
@@ -203,6 +246,10 @@ def fit_sgd(parts: MethodParts, loss: TaskLoss, train: DeviceData, val: DeviceDa
 
     ``epoch_callback(epoch, val_loss)``: called after each epoch with the task-weighted mean validation loss (the
     early-stopping score); it may raise to stop training (tuning's pruner raises ``optuna.TrialPruned``).
+
+    ``compile``: the training step's forward pass (and through AOTAutograd its backward) runs under
+    ``torch.compile`` (`compile_forward`; a one-line warning and eager steps where it cannot). Without dropout
+    the losses are the eager ones up to float rounding; compiled dropout draws other masks. Validation is eager.
     """
     model = parts.model
     T = train.n_tasks
@@ -224,6 +271,8 @@ def fit_sgd(parts: MethodParts, loss: TaskLoss, train: DeviceData, val: DeviceDa
         from torch.nn.parallel import DistributedDataParallel
 
         fwd = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if compile:
+        fwd = compile_forward(fwd, parts)
     sampler = TaskBatchSampler(train, hp["batch_size"], seed=seed,
                                rank=distributed.rank if ddp else 0, world_size=distributed.world_size if ddp else 1)
     steps = len(sampler)
