@@ -10,9 +10,10 @@ and ``σ`` the hidden activation (ReLU). The objective the Trainer minimises is 
     (1/T) [ Σ_t (1 + α‖a_t‖₁)(L_t + δ/√N_t) + μ‖S‖₁ + γ·R + λ Σ_l ‖W_l‖²_F ]
 
 where ``L_t`` is task t's mean loss on the batch, ``a_t`` row t of A (the *outgoing* transfer of task t), ``N_t``
-task t's number of training rows (``DataInfo.train_sizes``), ``R`` the reconstruction error ``Σ_k (z−ẑ)²``
-averaged over the batch's labelled rows (a row of a heterogeneous task t is one row of the paper's stacked X),
-and ``W_l`` the backbone's weight matrices / conv kernels (``L`` for ``amtfl``; biases, S and A excluded).
+task t's number of training rows (``DataInfo.train_sizes``; or the ``task_sizes`` hyper-parameter, e.g. the
+positives of one-vs-all tasks as in the authors' code), ``R`` the reconstruction error ``Σ_k (z−ẑ)²`` averaged
+over the batch's labelled rows (a row of a heterogeneous task t is one row of the paper's stacked X), and ``W_l``
+the backbone's weight matrices / conv kernels (``L`` for ``amtfl``; biases, S and A excluded).
 The Trainer supplies ``(1/T) Σ_t L_t``; everything else is one penalty (``amtfl_penalty``), which recomputes the
 batch's per-task losses from ``out.pred`` with `TaskLoss`. Dividing the whole of Eq. 6 by T keeps α, μ, λ and δ
 at their meaning relative to the paper's sum over tasks, but **not γ**: Eq. 6's ``‖Z − σ(f(ZS)A)‖²_F`` *sums* over
@@ -75,6 +76,9 @@ _PAPER = "Lee, Yang & Hwang, AAAI 2018 (Deep Asymmetric Multi-task Feature Learn
 ACTIVATION_PARAM = HParam("activation", "str", "relu", "σ of the hidden layers and of the reconstruction "
                           "(identity: the paper's linear variant for linear synthetic features)",
                           choices=tuple(ACTIVATIONS))
+TASK_SIZES_PARAM = HParam(
+    "task_sizes", "ints", [], "N_t of each task in δ/√N_t ([]: the task's labelled training rows; one-vs-all tasks "
+    "on shared input all have the same rows, so the authors' code counts each class's positives: pass them here)")
 AMTFL_PENALTY_PARAMS: tuple[HParam, ...] = (
     HParam("alpha", "float", 0.1, "α: loss-weighted ℓ1 (1 + α‖a_t‖₁)(L_t + δ/√N_t) on the feedback A's rows, "
            "task t's outgoing transfer (0 = off)", low=0.0, space=log_range(1e-3, 10.0, off=0.0)),
@@ -89,6 +93,7 @@ AMTFL_PENALTY_PARAMS: tuple[HParam, ...] = (
            space=log_range(1e-6, 1e-2, off=0.0)),
     HParam("delta", "float", 0.1, "δ: the bound proxy δ/√N_t added to each task's loss inside α's weight, so that "
            "α also penalises small tasks' transfer (0 = off)", low=0.0, space=log_range(1e-3, 1.0, off=0.0)),
+    TASK_SIZES_PARAM,
     HParam("recon", "str", "link", "reconstruct Z from f(ZS) (link: the paper) or from the raw outputs ZS "
            "(logits: the authors' code)", choices=("link", "logits")),
     HParam("prox", "bool", False, "ℓ1 on S by a soft-threshold step after each optimiser step (exact zeros) "
@@ -200,8 +205,14 @@ class AmtflNet(nn.Module):
         return {"transfer AS (task × task)": (self.A @ self.S).detach()}
 
 
-def _sizes(info: DataInfo) -> torch.Tensor:
-    """N_t per task from ``DataInfo.train_sizes`` (all 1 when unknown: δ/√N_t is then the same δ for every task)."""
+def _sizes(info: DataInfo, hp: dict[str, Any] | None = None) -> torch.Tensor:
+    """N_t per task: the hyper-parameter ``task_sizes`` when given (non-empty), else ``DataInfo.train_sizes`` (all
+    1 when unknown: δ/√N_t is then the same δ for every task)."""
+    given = list((hp or {}).get("task_sizes") or [])
+    if given:
+        if len(given) != info.n_tasks:
+            raise ValueError(f"task_sizes has {len(given)} values for {info.n_tasks} tasks")
+        return torch.as_tensor([max(int(n), 1) for n in given], dtype=torch.float64)
     if info.train_sizes and len(info.train_sizes) != info.n_tasks:
         raise ValueError(f"DataInfo has {len(info.train_sizes)} train sizes for {info.n_tasks} tasks")
     sizes = info.train_sizes or (1,) * info.n_tasks
@@ -324,7 +335,7 @@ def _shared(model: nn.Module) -> list[nn.Parameter]:
 def _parts(info: DataInfo, model: AmtflNet, hp: dict[str, Any]) -> MethodParts:
     _check_nonneg(hp, ("alpha", "gamma", "mu", "lam", "delta"))
     prox = bool(hp["prox"])
-    pen = amtfl_penalty(info.spec, _sizes(info), float(hp["alpha"]), float(hp["gamma"]), float(hp["mu"]),
+    pen = amtfl_penalty(info.spec, _sizes(info, hp), float(hp["alpha"]), float(hp["gamma"]), float(hp["mu"]),
                         float(hp["lam"]), float(hp["delta"]), l1_in_loss=not prox)
     proxes = [s_l1_prox(float(hp["mu"]), info.n_tasks)] if prox and float(hp["mu"]) > 0 else []
     return MethodParts(model, penalties=[pen], proxes=proxes, shared_parameters=_shared)
@@ -368,6 +379,7 @@ register(MethodInfo(
             "reconstructing Z from the task outputs; loss-weighted ℓ1 (1+α‖a_t‖₁)(L_t+δ/√N_t) on A (Eq. 6).",
     paper=_PAPER, build=build_amtfl, params=AMTFL_PARAMS, grid=AMTFL_GRID, kinds=KINDS,
     needs=("features",),
+    row_separable=True,
 ))
 register(MethodInfo(
     name="deep-amtfl",
@@ -375,6 +387,5 @@ register(MethodInfo(
             "(Eq. 7).",
     paper=_PAPER, build=build_deep_amtfl, params=DEEP_AMTFL_PARAMS, grid=AMTFL_GRID, kinds=KINDS,
     needs=("features",),
+    row_separable=True,
 ))
-    row_separable=True,
-    row_separable=True,

@@ -29,10 +29,10 @@
   ``channels``, ``activation``; no feedback autoencoder), the task weights ``S`` [k, T] play AMTL's ``W`` and the
   Trainer minimises ``(1/T)[Σ_t (1 + μ‖b_t^o‖₁)(L_t + δ/√N_t) + λ_B‖S − SB‖²_F + λ Σ_l ‖W_l‖²_F]``: ``mu`` the
   loss-weighted ℓ1 on B's rows, ``lam_b`` the reconstruction weight λ_B, ``lam`` the backbone's ℓ2 and
-  ``delta`` the ``δ/√N_t`` proxy with N_t from ``DataInfo.train_sizes`` (all as in ``deep-amtfl``; the paper's
-  Eq. 4 has no δ term, Deep-AMTL inherits it from the deep objective it compares against). B starts at 0, is
-  learned jointly and projected (diagonal 0, ≥ 0 when ``nonneg``) after every step. No ℓ1 on S (the AMTL
-  objective *replaces* MT-CNN's loss). ``task_relations()`` → B.
+  ``delta`` the ``δ/√N_t`` proxy with N_t from ``DataInfo.train_sizes`` or ``task_sizes`` (all as in
+  ``deep-amtfl``; the paper's Eq. 4 has no δ term, Deep-AMTL inherits it from the deep objective it compares against).
+  B starts at 0, is learned jointly and projected (diagonal 0, ≥ 0 when ``nonneg``) after every step. No ℓ1 on S (the
+  AMTL objective *replaces* MT-CNN's loss). ``task_relations()`` → B.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from mtlkit.data.tensors import Batch, DeviceData
 from mtlkit.hparams import HParam, choice, log_range
 from mtlkit.methods.amtfl import (
     DEEP_BACKBONE_PARAMS,
+    TASK_SIZES_PARAM,
     AmtflNet,
     TaskLossOn,
     _check_kind,
@@ -236,7 +237,7 @@ def build_deep_amtl(info: DataInfo, hp: dict[str, Any]) -> MethodParts:
     _check_nonneg_flag(hp, "deep-amtl")
     backbone, k, flat = deep_backbone(info, hp)
     model = DeepAmtlNet(info, backbone, k, hp["activation"], flatten=flat)
-    pen = deep_amtl_penalty(info.spec, _sizes(info), float(hp["mu"]), float(hp["lam_b"]), float(hp["lam"]),
+    pen = deep_amtl_penalty(info.spec, _sizes(info, hp), float(hp["mu"]), float(hp["lam_b"]), float(hp["lam"]),
                             float(hp["delta"]))
     return MethodParts(model, penalties=[pen], proxes=[amtl_projection(hp["nonneg"])],
                        shared_parameters=lambda m: list(m.backbone.parameters()))
@@ -456,6 +457,7 @@ DEEP_AMTL_PARAMS: tuple[HParam, ...] = (
            space=log_range(1e-6, 1e-2, off=0.0)),
     HParam("delta", "float", 0.1, "δ: the bound proxy δ/√N_t inside μ's weight (0 = off)", low=0.0,
            space=log_range(1e-3, 1.0, off=0.0)),
+    TASK_SIZES_PARAM,
     _NONNEG,
 )
 
@@ -465,16 +467,16 @@ register(MethodInfo(
             "(large tasks weigh more).",
     paper=_PAPER, build=build_nn, params=NN_PARAMS,
     grid={"hidden": [16, 64], "lr": [1e-3, 1e-2]}, kinds=("regression", "binary", "multiclass"),
+    row_separable=True,
 ))
 register(MethodInfo(
-    row_separable=True,
     name="mt-nn",
     summary="MT-NN: NN with each task's loss divided by N_t (tasks count equally) and ℓ1 (mu) on the last layer.",
     paper=_PAPER, build=build_mt_nn, params=MT_NN_PARAMS,
     grid={"mu": [1e-4, 1e-2], "lr": [1e-3, 1e-2]}, kinds=("regression", "binary", "multiclass"),
+    row_separable=True,
 ))
 register(MethodInfo(
-    row_separable=True,
     name="go-mtl",
     summary="Go-MTL (Kumar & Daumé 2012): W = LS with ℓ1 (mu) on S and ℓ2 (lam) on L; alternating FISTA "
             "S-step and closed-form (squared loss) or accelerated-gradient (logistic) L-step.",
@@ -489,9 +491,9 @@ register(MethodInfo(
     paper="Lee, Yang & Hwang, ICML 2016; " + _PAPER, build=build_amtl,
     params=AMTL_PARAMS,
     grid={"mu": [0.01, 0.1, 1.0], "lam": [0.1, 1.0, 10.0]}, kinds=("regression", "binary"),
+    row_separable=True,
 ))
 register(MethodInfo(
-    row_separable=True,
     name="deep-amtl",
     summary="Deep-AMTL: AMTL on the last layer of an MLP or small CNN backbone (deep-amtfl's, no feedback): "
             "S ≈ SB with a sparse asymmetric B (zero diagonal, ≥ 0), outgoing transfer penalised by the task's "
@@ -499,5 +501,5 @@ register(MethodInfo(
     paper="Lee, Yang & Hwang, ICML 2016; Table 2 baseline of Lee, Yang & Hwang, AAAI 2018", build=build_deep_amtl,
     params=DEEP_AMTL_PARAMS,
     grid={"mu": [0.01, 0.1, 1.0], "lam_b": [0.01, 0.1, 1.0]}, kinds=("regression", "binary"),
-))
     row_separable=True,
+))
