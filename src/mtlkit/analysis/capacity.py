@@ -82,9 +82,10 @@ def capacity_table(widths: Sequence[int], task_names: Sequence[str], mtl_val: np
 def capacity_sweep(split: Split, widths: Sequence[int], hparams: dict[str, Any] | None = None,
                    prefix: Sequence[int] = (), metric: str | None = None, seed: int = 0, device: Any = None,
                    mtl: str = "hard-share", stl: str = "stl", progress: bool | None = False,
-                   keep_runs: bool = False) -> CapacityResult:
+                   keep_runs: bool = False, stl_hparams: dict[str, Any] | None = None) -> CapacityResult:
     """Train ``mtl`` and ``stl`` with ``hidden = [*prefix, r]`` for every width r (other hyper-parameters from
-    ``hparams``, e.g. ``head_hidden=[]`` for linear heads) and collect val/test ``metric`` (default: primary).
+    ``hparams``, e.g. ``head_hidden=[]`` for linear heads; ``stl_hparams``, when given, replaces them for the STL
+    method, e.g. each method's own tuned training settings) and collect val/test ``metric`` (default: primary).
 
     The STL method trains the T single-task networks batched in one run (one early-stopping epoch for all tasks);
     per-task width selection happens afterwards on the per-task validation metric. ``keep_runs`` keeps every
@@ -100,15 +101,16 @@ def capacity_sweep(split: Split, widths: Sequence[int], hparams: dict[str, Any] 
     if split.val is None or split.test is None:
         raise MtlkitError("capacity_sweep needs a split with validation and test parts")
     hp = dict(hparams or {})
-    if "hidden" in hp:
+    shp = dict(stl_hparams) if stl_hparams is not None else hp
+    if "hidden" in hp or "hidden" in shp:
         raise ValueError("capacity_sweep sets 'hidden' itself (hidden = [*prefix, r]); pass prefix instead")
     T = split.train.n_tasks
     out = {k: np.full((len(ws), T), np.nan) for k in ("mv", "mt", "sv", "st")}
     secs, name = 0.0, metric
     runs: dict[tuple[str, int], Any] = {}
     for i, r in enumerate(ws):
-        for method, (kv, kt) in ((mtl, ("mv", "mt")), (stl, ("sv", "st"))):
-            run = mtlkit.train(method, split, {**hp, "hidden": [*map(int, prefix), r]}, seed=seed, device=device,
+        for method, (kv, kt), base in ((mtl, ("mv", "mt"), hp), (stl, ("sv", "st"), shp)):
+            run = mtlkit.train(method, split, {**base, "hidden": [*map(int, prefix), r]}, seed=seed, device=device,
                                progress=progress)
             secs += run.train_seconds
             if keep_runs:

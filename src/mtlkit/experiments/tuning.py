@@ -405,6 +405,7 @@ class _Context:
     deadline: float | None
     checksum: str
     bar: Any
+    task_weights: Any = None
 
 
 class _Pruning:
@@ -452,14 +453,17 @@ def tune(method: str, splits: Sequence[Split | tuple[str, Split]], *, trials: in
          time_budget: float | None = None, space: Mapping[str, Space] | None = None,
          fixed: Mapping[str, Any] | None = None, metric: str | None = None, selection: str = "first",
          pruner: str | None = "median", widen: int = 0, widen_trials: int | None = None, device: Any = None,
-         progress: bool | None = None, storage: str | None = None, study: str | None = None) -> TuningResult:
+         progress: bool | None = None, storage: str | None = None, study: str | None = None,
+         task_weights: Any = None) -> TuningResult:
     """Tune ``method`` with a budget of ``trials`` trials (see the module's doc); returns a `TuningResult`.
 
     ``splits``: `Split`s or (label, Split) pairs (`mtlkit.experiments.bench.make_splits`); split i trains with
     seed ``seed + i``. ``space``: name → `Space` (default ``registry.search_space(method)`` for the data's task
     kind), less the ``fixed`` names. ``metric``: the validation metric (default: the kind's primary one).
     ``storage``/``study``: an Optuna RDB URL shared by several processes and the study names' prefix
-    (default ``tune-<method>-<data checksum>-<seed>``).
+    (default ``tune-<method>-<data checksum>-<seed>``). ``task_weights``: a weight per task for every trial's
+    objective (`mtlkit.train.run.train_one`'s, e.g. `mtlkit.optim.weighting.svd_task_weights`; SGD methods only),
+    so a weighting scheme is tuned with the same budget as the unweighted method.
     """
     import optuna
 
@@ -528,7 +532,7 @@ def tune(method: str, splits: Sequence[Split | tuple[str, Split]], *, trials: in
         prefix = study or f"tune-{entry.name}-{checksum[:12]}-{seed}"
         with progress_bar(budget * len(tuned_idx), f"tune {entry.name}", progress) as bar:
             ctx = _Context(entry.name, params, fixed, metric, direction, seed, budget, n_widen_trials, pruner,
-                           device, st, url, prefix, deadline, checksum, bar)
+                           device, st, url, prefix, deadline, checksum, bar, task_weights)
             tuned, runs = [], [None] * len(labelled)
             for i in tuned_idx:
                 label, split = labelled[i]
@@ -603,7 +607,9 @@ def _open_round(ctx: _Context, name: str, space: dict[str, Space], prior: list[A
     definition = json.loads(json.dumps({
         "format": FORMAT, "method": ctx.method, "checksum": ctx.checksum, "split": split, "round": rnd,
         "seed": ctx.seed, "fixed": ctx.fixed, "metric": ctx.metric, "trials": n, "pruner": ctx.pruner,
-        "space": {k: s.to_json() for k, s in space.items()}}, default=str))
+        "space": {k: s.to_json() for k, s in space.items()},
+        **({} if ctx.task_weights is None else {"task_weights": np.asarray(ctx.task_weights, dtype=float).tolist()})},
+        default=str))
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=PRUNE_STARTUP_TRIALS, n_warmup_steps=PRUNE_WARMUP_EPOCHS)
               if ctx.pruner == "median" else optuna.pruners.NopPruner())
     try:
@@ -716,7 +722,7 @@ def _run_trial(ctx: _Context, study: Any, tid: int, split: Split, i: int, rnd: i
             params = suggest(trial, space)
             cb = _Pruning(trial, sign) if ctx.pruner is not None else None
             run = train_one(ctx.method, split, {**ctx.fixed, **params}, seed=ctx.seed + i, device=ctx.device,
-                            progress=False, epoch_callback=cb)
+                            progress=False, epoch_callback=cb, task_weights=ctx.task_weights)
             value = float(run.evaluate("val").mean[ctx.metric])
             if not math.isfinite(value):
                 raise MtlkitError(f"validation {ctx.metric} is not finite (training diverged)")

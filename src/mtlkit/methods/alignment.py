@@ -30,7 +30,7 @@ from torch import nn
 from mtlkit.data.spec import DataInfo
 from mtlkit.data.splits import Split
 from mtlkit.errors import MtlkitError
-from mtlkit.hparams import HParam
+from mtlkit.hparams import HParam, Space
 from mtlkit.methods.base import MethodInfo, MethodParts, ModelOutput
 from mtlkit.methods.baselines import ARCH_DEFAULTS, ARCH_GRID, ARCH_PARAMS, HardShareNet, _flatten
 from mtlkit.methods.registry import register
@@ -39,7 +39,8 @@ ALIGN_PHASES = ("joint", "fixed")
 ALIGN_PARAMS: tuple[HParam, ...] = (
     *ARCH_PARAMS,
     HParam("align", "bool", True, "train the alignment matrices R_t (False: R = I, the same model without "
-           "alignment, the paper's comparison)"),
+           "alignment, the paper's comparison); tuning tries both, so alignment is switched off when it does not "
+           "help on validation", space=Space("choice", choices=(True, False))),
     HParam("align_phase", "str", "joint", "joint: R, bottom and heads trained together; fixed: the bottom frozen, "
            "R + heads trained (Algorithm 1 step 3, meant for a trained bottom: align_run)", choices=ALIGN_PHASES),
 )
@@ -240,5 +241,5 @@ register(MethodInfo(
             "methods.alignment.align_run(run, phase='fixed').",
     paper="Wu, Zhang & Ré, Understanding and Improving Information Transfer in Multi-Task Learning (ICLR 2020)",
     build=build_hard_share_align, params=ALIGN_PARAMS, grid=ARCH_GRID,
-))
     row_separable=True,
+))
