@@ -297,6 +297,38 @@ def test_issue_example_holds_the_rows_not_the_padding() -> None:
     assert batch.x.shape == (T, 32, 100) and len(s) == N // 32 + (N % 32 > 0)
 
 
+@pytest.mark.parametrize("block_steps", [1, 3])
+def test_epoch_indices_replayed_in_blocks_are_the_same_draws(monkeypatch, block_steps: int) -> None:
+    """The sampler replays each task's permutations block by block (O(rows) memory, not T x B·steps): the
+    batches, a resumed epoch (`epoch(start)`) and the generator's state afterwards are those of one draw."""
+    from mtlkit.data import sampler as sampler_mod
+
+    data = _hetero(UNBALANCED, seed=11)
+    dd = data.tensors()
+    B = 4
+    monkeypatch.setattr(sampler_mod, "BLOCK_INDICES", len(UNBALANCED) * B * block_steps)
+    ref = PaddedSampler(data, B, seed=7)
+    new = TaskBatchSampler(dd, B, seed=7)
+    for _ in range(2):  # two epochs: the generator ends each epoch where the single draw did
+        saved = new.state()
+        got = list(new)
+        want = list(ref)
+        assert len(got) == len(want) == len(new)
+        for a, b in zip(want, got, strict=True):
+            assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
+        assert new.state() == ref.rng.bit_generator.state
+        for k in (1, 4, len(new)):
+            other = TaskBatchSampler(dd, B, seed=99)
+            other.set_state(saved)
+            assert all(torch.equal(u.x, v.x) for u, v in zip(other.epoch(k), got[k:], strict=True))
+            assert other.state() == new.state()
+        for rank in (0, 1):  # data-parallel: each rank's rows are its share of the same global batch
+            part = TaskBatchSampler(dd, B, seed=99, rank=rank, world_size=2)
+            part.set_state(saved)
+            for u, v in zip(part.epoch(), got, strict=True):
+                assert torch.equal(u.x, v.x[:, rank::2])
+
+
 def test_chunk_width_keeps_the_single_chunk_for_balanced_data() -> None:
     """Balanced tasks (padding at most doubles the rows) keep the padded implementation's one chunk even when it
     is large, so their validation numbers are the old bits; unbalanced ones are bounded by EVAL_ELEMENTS."""

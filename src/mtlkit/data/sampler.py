@@ -10,6 +10,9 @@ import torch
 
 from mtlkit.data.tensors import Batch, DeviceData
 
+#: Row indices (T x B x steps) one block of an epoch's steps holds: 32 MiB of int64.
+BLOCK_INDICES = 1 << 22
+
 
 class TaskBatchSampler:
     """Yields `Batch` es of ``[T, B, ...]`` (heterogeneous) or ``[B, ...]`` rows (shared input).
@@ -18,7 +21,8 @@ class TaskBatchSampler:
     at least once (exactly once when B divides its size; the last step then tops up from a fresh
     permutation); shorter tasks cycle through fresh permutations of their rows, so every task gets B
     rows per step. B is capped at the largest task's size. Indices for a whole epoch are drawn on the host
-    once and moved to the device in one transfer: the steps themselves never synchronise. Each step gathers
+    once (then replayed per task in blocks of steps, so they never take ``T x B·steps`` memory) and each block
+    moves to the device in one transfer: the steps themselves never synchronise. Each step gathers
     its ``[T, B, ...]`` batch from the unpadded rows of `DeviceData` with one index (task ``t``'s row ``i`` is
     row ``offsets[t] + i`` of the store), so memory follows the rows held, not T x the largest task.
 
@@ -57,14 +61,43 @@ class TaskBatchSampler:
         """Restore a state from `state` so that the next epoch draws exactly what it drew then (resuming)."""
         self.rng.bit_generator.state = state
 
+    def _task_streams(self) -> list[dict[str, Any]]:
+        """Advance the generator through this epoch's draws (task by task, each task's ``ceil(B·steps / n_t)``
+        permutations, as ever) and return each task's bit-generator state before its first draw, from which the
+        task's rows are replayed block by block."""
+        need = self.batch_size * self.steps
+        states = []
+        for n in self.data.counts:  # set-up per epoch, not per step
+            states.append(self.rng.bit_generator.state)
+            for _ in range(-(-need // int(n))):
+                self.rng.permutation(int(n))
+        return states
+
+    def _index_blocks(self) -> Iterator[np.ndarray]:
+        """The epoch's row indices, ``[K, T, B]`` for K steps at a time (`BLOCK_INDICES` at most): the draws of
+        `_task_streams` replayed, so memory is O(rows + block), not O(T x B·steps)."""
+        counts = self.data.counts
+        T, B, S = len(counts), self.batch_size, self.steps
+        gens = []
+        for st in self._task_streams():
+            g = np.random.Generator(type(self.rng.bit_generator)())
+            g.bit_generator.state = st
+            gens.append(g)
+        left = [np.empty(0, dtype=np.int64) for _ in range(T)]  # each task's drawn, unused rows (< n_t)
+        K = max(1, min(S, BLOCK_INDICES // max(1, T * B)))
+        for s0 in range(0, S, K):
+            k = min(K, S - s0)
+            out = np.empty((T, k * B), dtype=np.int64)
+            for t, n in enumerate(counts):
+                have, short = left[t], k * B - len(left[t])
+                if short > 0:
+                    have = np.concatenate([have, *(gens[t].permutation(int(n)) for _ in range(-(-short // int(n))))])
+                out[t], left[t] = have[:k * B], have[k * B:]
+            yield out.reshape(T, k, B).transpose(1, 0, 2)
+
     def _epoch_indices(self) -> np.ndarray:
-        B, S = self.batch_size, self.steps
-        need = B * S
-        out = np.empty((len(self.data.counts), need), dtype=np.int64)
-        for t, n in enumerate(self.data.counts):  # set-up per epoch, not per step
-            reps = -(-need // int(n))
-            out[t] = np.concatenate([self.rng.permutation(int(n)) for _ in range(reps)])[:need]
-        return out.reshape(len(self.data.counts), S, B).transpose(1, 0, 2)  # [S, T, B]
+        """The whole epoch's indices ``[S, T, B]`` at once (tests; training goes block by block)."""
+        return np.concatenate(list(self._index_blocks()), axis=0)
 
     def __iter__(self) -> Iterator[Batch]:
         return self.epoch()
@@ -88,11 +121,16 @@ class TaskBatchSampler:
                 yield Batch(x=d.x_rows[rows], y=y, mask=mask, shared=True)
             return
         assert d.y_rows is not None
-        local = self._epoch_indices()[..., self.rank::self.world_size]  # [S, T, B] rows of each task
-        idx = torch.as_tensor(local + d.offsets[:-1][None, :, None], device=dev)  # rows of the store
-        T, B = idx.shape[1:]
-        for s in range(start, self.steps):
-            rows = idx[s].reshape(-1)
-            yield Batch(x=d.x_rows.index_select(0, rows).view(T, B, *d.feature_shape),
-                        y=d.y_rows.index_select(0, rows).view(T, B, *d.y_rows.shape[1:]),
-                        mask=torch.ones((T, B), dtype=torch.bool, device=dev), shared=False)
+        first = d.offsets[:-1][None, :, None]
+        s0 = 0
+        for block in self._index_blocks():  # [K, T, B] rows of each task, K steps
+            k = block.shape[0]
+            if s0 + k > start:
+                idx = torch.as_tensor(block[..., self.rank::self.world_size] + first, device=dev)  # rows of the store
+                T, B = idx.shape[1:]
+                for i in range(max(0, start - s0), k):
+                    rows = idx[i].reshape(-1)
+                    yield Batch(x=d.x_rows.index_select(0, rows).view(T, B, *d.feature_shape),
+                                y=d.y_rows.index_select(0, rows).view(T, B, *d.y_rows.shape[1:]),
+                                mask=torch.ones((T, B), dtype=torch.bool, device=dev), shared=False)
+            s0 += k

@@ -26,8 +26,8 @@ import torch
 from mtlkit.data.multitask import MultiTaskData
 
 #: Input elements one evaluation forward may gather: ``T x width x (row elements)`` (heterogeneous) or
-#: ``width x (row elements + T)`` (shared input) stays under it (16 MiB of float32), see `DeviceData.chunk_width`.
-EVAL_ELEMENTS = 1 << 22
+#: ``width x (row elements + T)`` (shared input) stays under it (8 MiB of float32), see `DeviceData.chunk_width`.
+EVAL_ELEMENTS = 1 << 21
 #: Widest evaluation chunk in positions (the chunk the padded implementation always used).
 MAX_CHUNK = 65536
 #: Shared-input label matrices with at least this many cells are stored sparse when mostly missing.
