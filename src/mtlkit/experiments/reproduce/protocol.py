@@ -36,14 +36,15 @@ def _cache_path(ctx: Context, experiment: str, data: MultiTaskData, method: str,
 
 def tune_then_evaluate(ctx: Context, data: MultiTaskData, methods: Sequence[str], n_splits: int, trials: int,
                        experiment: str, metric: str | None = None, hparams: Mapping[str, Any] | None = None,
-                       seed: int = 0, widen: int = 1, fixed: Mapping[str, Mapping[str, Any]] | None = None
-                       ) -> tuple[BenchResult, dict[str, dict[str, Any]]]:
+                       seed: int = 0, widen: int = 1, fixed: Mapping[str, Mapping[str, Any]] | None = None,
+                       cached_only: bool = False) -> tuple[BenchResult, dict[str, dict[str, Any]]]:
     """Tune every method with ``trials`` trials on split 0's validation part (``widen`` extra rounds past an edge,
     counted), then train the choice on every one of ``n_splits`` splits and test it.
 
     ``hparams``: values fixed for every method that has them (e.g. ``epochs``); ``fixed``: per method, values fixed
-    for that method only (a protocol's architecture). Returns the scores as a `BenchResult` and, per method, the
-    tuning's record (`TuningResult.to_json`)."""
+    for that method only (a protocol's architecture). ``cached_only``: train nothing; a method whose outcome is not
+    recorded yet is left out of the result (the caller says so). Returns the scores as a `BenchResult` and, per
+    method, the tuning's record (`TuningResult.to_json`)."""
     ctx.record(data)
     merged: BenchResult | None = None
     tuning: dict[str, dict[str, Any]] = {}
@@ -55,6 +56,8 @@ def tune_then_evaluate(ctx: Context, data: MultiTaskData, methods: Sequence[str]
                                       sort_keys=True, default=str).encode()).hexdigest()[:8]
         path = _cache_path(ctx, experiment, data, m, key)
         rec = _read(path)
+        if rec is None and cached_only:
+            continue
         if rec is None:
             t0 = time.perf_counter()
             res = run_bench(data, [m], n_splits=n_splits, seed=seed, device=ctx.device, store=ctx.store,
@@ -81,7 +84,9 @@ def tune_then_evaluate(ctx: Context, data: MultiTaskData, methods: Sequence[str]
         merged.hparams[m] = list(rec["hparams"])
         if rec.get("tuning"):
             tuning[m] = rec["tuning"]
-    assert merged is not None
+    if merged is None:  # nothing recorded (cached_only)
+        merged = BenchResult(data.name, data.checksum(), data.kind, data.task_names, metric or "",
+                             [], notes=list(data.notes))
     return merged, tuning
 
 
