@@ -1,0 +1,277 @@
+"""Memory and time of training on unbalanced heterogeneous tasks (issue 18): peak RSS and seconds per epoch.
+
+Cases (regression, d = 100 features, y = X·w_t + noise, `split(test=0.2, val=0.2, seed=0)`):
+
+* ``issue-400``:    200 tasks of 40 rows + one task of 400 rows (8,400 rows);
+* ``issue-20000``:  200 tasks of 40 rows + one task of 20,000 rows (28,000 rows: the issue's second example);
+* ``power-100``:    T = 100, power-law task sizes n_t = round(100,000 · t^-a), a chosen so that Σ n_t ≈ 1M;
+* ``power-1000``:   T = 1,000, the same with its own exponent (sizes floored at 10 rows).
+
+Each (case, method) runs in its own subprocess (so one case's high-water mark cannot leak into the next):
+it imports torch and mtlkit's training modules and records the interpreter's baseline RSS, builds the data
+and the split (recording RSS again), then resets the kernel's peak-RSS counter (``/proc/self/clear_refs``,
+Linux) and runs ``mtlkit.train(method, split, hparams={"epochs": E, "patience": 0}, seed=0)``. Reported:
+
+* ``raw MB``: the data's own size, all rows x (d features + 1 label) as float32;
+* ``model MB``: the model's parameters (float32);
+* ``base MB``: RSS after the imports; ``data MB``: RSS after building data and split (the host copies
+  `MultiTaskData` and `Split` keep, float64);
+* ``peak MB``: ``ru_maxrss``, the whole process's high-water mark; ``train peak MB``: the high-water mark
+  while training (after the reset), ``train Δ MB`` = train peak - data MB: what training itself adds;
+* ``s/epoch``: `Run.train_seconds` / epochs (every epoch includes the validation pass); ``CPU s/epoch``: the
+  process's CPU time (user + system, all threads) over the same span, less sensitive to other jobs.
+
+``--steps K`` (for the large cases, whose epoch is ``ceil(0.6·largest / B)`` steps of T x B rows): instead of
+``mtlkit.train``, the same set-up and functions (`Normalizer`, `TaskBatchSampler`, `training_step`,
+`mean_task_loss`) run K steps of the first epoch and one full validation pass; the epoch's time is extrapolated
+(first step, which draws the epoch's indices, + the rest at the mean step time + the validation pass) and the
+memory is the high-water mark of that span.
+
+Not a timed test: on a shared machine the seconds move with the load (printed at the end). Run::
+
+    python benchmarks/scale.py                                  # every case, hard-share and tomato-el
+    python benchmarks/scale.py --cases issue-20000 --methods hard-share --epochs 2
+    python benchmarks/scale.py --cases power-100,power-1000 --steps 100     # extrapolated epochs
+    python benchmarks/scale.py --markdown                       # the table as Markdown
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+D = 100
+CASES = ("issue-400", "issue-20000", "power-100", "power-1000")
+METHODS = ("hard-share", "tomato-el")
+
+
+def power_law_sizes(T: int, largest: int = 100_000, total: int = 1_000_000, floor: int = 10) -> list[int]:
+    """``round(largest · t^-a)`` for t = 1..T (at least ``floor``), with ``a`` bisected so the sizes sum to
+    about ``total``."""
+    import numpy as np
+
+    t = np.arange(1, T + 1, dtype=np.float64)
+    lo, hi = 0.0, 5.0
+    for _ in range(100):
+        a = (lo + hi) / 2
+        s = np.maximum(np.round(largest * t ** -a), floor).sum()
+        lo, hi = (a, hi) if s > total else (lo, a)
+    return [int(v) for v in np.maximum(np.round(largest * t ** -((lo + hi) / 2)), floor)]
+
+
+def case_sizes(case: str) -> list[int]:
+    if case == "issue-400":
+        return [40] * 200 + [400]
+    if case == "issue-20000":
+        return [40] * 200 + [20_000]
+    if case.startswith("power-"):
+        return power_law_sizes(int(case.split("-")[1]))
+    raise SystemExit(f"unknown case {case!r}; cases: {', '.join(CASES)}")
+
+
+def _rss_mb() -> float:
+    """Current resident set size (MB) from /proc/self/status; 0 where there is none."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _hwm_mb() -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak() -> bool:
+    """Reset the kernel's peak-RSS counter (VmHWM) to the current RSS (Linux >= 4.0)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def worker(case: str, method: str, epochs: int, threads: int, steps: int = 0) -> dict:
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(threads)
+    import mtlkit
+    import mtlkit.train.run  # noqa: F401  (the training modules and every method: part of the baseline)
+    from mtlkit.methods import registry  # noqa: F401
+
+    base = _rss_mb()
+    sizes = case_sizes(case)
+    rng = np.random.default_rng(0)
+    w0 = rng.standard_normal(D, dtype=np.float32)
+    Xs, ys = [], []
+    for n in sizes:
+        X = rng.standard_normal((n, D), dtype=np.float32)
+        w = w0 + 0.3 * rng.standard_normal(D, dtype=np.float32)
+        Xs.append(X)
+        ys.append(X @ w + 0.3 * rng.standard_normal(n, dtype=np.float32))
+    data = mtlkit.MultiTaskData.from_tasks(Xs, ys, kind="regression", name=case)
+    del Xs, ys
+    split = data.split(test=0.2, val=0.2, seed=0)
+    del data
+    after_data = _rss_mb()
+    reset = _reset_peak()
+    t0, c0 = time.perf_counter(), time.process_time()
+    if steps:
+        model, timing = _partial_epoch(method, split, steps)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    else:
+        run = mtlkit.train(method, split, hparams={"epochs": epochs, "patience": 0}, seed=0, progress=False)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        model = run.model
+        timing = {"epochs": epochs, "s_per_epoch": run.train_seconds / epochs, "cpu_s_per_epoch": cpu / epochs}
+    train_peak = _hwm_mb() if reset else None
+    n = sum(sizes)
+    model_mb = sum(p.numel() * 4 for p in model.parameters()) / 2**20
+    return {"case": case, "method": method, "tasks": len(sizes), "rows": n, "largest": max(sizes),
+            "padded_rows": len(sizes) * max(sizes), "raw_mb": n * (D + 1) * 4 / 2**20, "model_mb": model_mb,
+            "base_mb": base, "data_mb": after_data,
+            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "train_peak_mb": train_peak, "train_delta_mb": None if train_peak is None else train_peak - after_data,
+            **timing, "wall_s": wall}
+
+
+def _partial_epoch(method: str, split, steps: int):
+    """What `train_one` + `fit_sgd` do for one epoch, stopped after ``steps`` steps: the same data set-up
+    (standardisation, device stores), the same `TaskBatchSampler` epoch, `training_step` and one full validation
+    pass (`mean_task_loss`). Returns the model and the timing, the epoch extrapolated from the steps run."""
+    import torch
+
+    from mtlkit.data import Normalizer, TaskBatchSampler
+    from mtlkit.methods import registry
+    from mtlkit.train import TaskLoss
+    from mtlkit.train.config import merge_hparams, method_defaults, method_params
+    from mtlkit.train.run import build_method
+    from mtlkit.train.trainer import make_optimizer, mean_task_loss, training_step
+
+    entry = registry.get(method)
+    hp = merge_hparams(method_defaults(entry), {"epochs": 1, "patience": 0}, method, method_params(entry))
+    info = split.train.info()
+    norm = Normalizer.fit(split.train)
+    torch.manual_seed(0)
+    parts = build_method(entry, info, hp)
+    loss = TaskLoss(info.spec)
+    train, val = norm.apply(split.train).tensors(), norm.apply(split.val).tensors()
+    model = parts.model
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = make_optimizer(params, hp)
+    shared = parts.shared_parameters(model) if parts.shared_parameters is not None else params
+    w = torch.full((info.n_tasks,), 1.0 / info.n_tasks)
+    sampler = TaskBatchSampler(train, hp["batch_size"], seed=0)
+    stamps, c0 = [time.perf_counter()], time.process_time()
+    model.train()
+    for i, batch in enumerate(sampler.epoch()):
+        training_step(parts, model, loss, batch, w, opt, shared)
+        stamps.append(time.perf_counter())
+        if i + 1 == steps:
+            break
+    cpu_steps = time.process_time() - c0
+    model.eval()
+    v0, cv0 = time.perf_counter(), time.process_time()
+    mean_task_loss(model, loss, val)
+    val_s, val_cpu = time.perf_counter() - v0, time.process_time() - cv0
+    done = len(stamps) - 1
+    first = stamps[1] - stamps[0]  # includes drawing the epoch's indices
+    per_step = (stamps[-1] - stamps[1]) / max(1, done - 1)
+    cpu_per_step = cpu_steps / done
+    return model, {"epochs": f"{done} of {len(sampler)} steps",
+                   "s_per_epoch": first + (len(sampler) - 1) * per_step + val_s,
+                   "cpu_s_per_epoch": cpu_per_step * len(sampler) + val_cpu,
+                   "steps_per_epoch": len(sampler), "s_per_step": per_step, "val_s": val_s}
+
+
+def run_case(case: str, method: str, epochs: int, threads: int, steps: int = 0) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    cmd = [sys.executable, __file__, "--worker", case, method, "--epochs", str(epochs), "--threads", str(threads),
+           "--steps", str(steps)]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if res.returncode != 0:
+        return {"case": case, "method": method, "error": (res.stderr.strip().splitlines() or ["?"])[-1],
+                "returncode": res.returncode}
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def fmt(v: object, digits: int = 0) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:,.{digits}f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+COLUMNS = [("case", "case", 0), ("method", "method", 0), ("T", "tasks", 0), ("rows", "rows", 0),
+           ("largest", "largest", 0), ("T x largest", "padded_rows", 0), ("raw MB", "raw_mb", 1),
+           ("model MB", "model_mb", 2), ("base MB", "base_mb", 0), ("data MB", "data_mb", 0),
+           ("peak MB", "peak_mb", 0), ("train peak MB", "train_peak_mb", 0), ("train Δ MB", "train_delta_mb", 0),
+           ("epochs run", "epochs", 0), ("s/epoch", "s_per_epoch", 2), ("CPU s/epoch", "cpu_s_per_epoch", 2)]
+
+
+def table(rows: list[dict], markdown: bool) -> str:
+    head = [c[0] for c in COLUMNS]
+    body = []
+    for r in rows:
+        if "error" in r:
+            body.append([r["case"], r["method"], f"failed: {r['error']}"] + [""] * (len(head) - 3))
+        else:
+            body.append([fmt(r.get(k), dg) for _, k, dg in COLUMNS])
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+        lines += ["| " + " | ".join(b) + " |" for b in body]
+        return "\n".join(lines)
+    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in [head, *body])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cases", default=",".join(CASES))
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=0,
+                    help="instead of whole epochs, time this many steps of one epoch + one validation pass and "
+                         "extrapolate the epoch (large cases)")
+    ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--json", help="also write the rows to this JSON file")
+    ap.add_argument("--worker", nargs=2, metavar=("CASE", "METHOD"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker[0], args.worker[1], args.epochs, args.threads, args.steps)))
+        return
+    import torch
+
+    rows = []
+    for case in args.cases.split(","):
+        for method in args.methods.split(","):
+            r = run_case(case, method, args.epochs, args.threads, args.steps)
+            rows.append(r)
+            print(json.dumps(r), file=sys.stderr, flush=True)
+    print(table(rows, args.markdown))
+    print(f"\n{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} threads, "
+          f"{args.epochs} epochs; load average at the end {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
