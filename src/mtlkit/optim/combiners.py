@@ -310,7 +310,9 @@ def _one_pass(losses: torch.Tensor, xs: list[torch.Tensor], c: torch.Tensor | No
         for (m, a, _), d in zip(calls, grads[:len(calls)], strict=True):
             if d is not None:
                 acc = per_layer.setdefault(m, {})
-                for name, (kind, g) in _layer_task_grads(m, a, d, T).items():
+                with torch.no_grad():  # the layer's input may carry a graph: none is wanted here
+                    layer_grads = _layer_task_grads(m, a, d, T)
+                for name, (kind, g) in layer_grads.items():
                     if name in acc:
                         k0, g0 = acc[name]
                         if k0 != kind:  # a TaskLinear called on [T, B, in] and on [T·B, in] rows
@@ -395,12 +397,12 @@ def _check_one_pass(losses: torch.Tensor, xs: list[torch.Tensor], c: torch.Tenso
     u = torch.randint(0, 2, (T,), generator=torch.Generator().manual_seed(20_240_613)).to(losses) * 2 - 1
     cu = u if c is None else u * c
     exact = torch.autograd.grad((losses * cu).sum(), xs, retain_graph=True, allow_unused=True)
-    fast = parts.combine(u)
     num = den = 0.0
-    for f, e in zip(fast, exact, strict=True):
-        e = torch.zeros_like(f) if e is None else e.to(f.dtype)
-        num += float((f - e).pow(2).sum())
-        den += float(e.pow(2).sum() + f.pow(2).sum())
+    with torch.no_grad():
+        for f, e in zip(parts.combine(u), exact, strict=True):
+            e = torch.zeros_like(f) if e is None else e.to(f.dtype)
+            num += float((f - e).pow(2).sum())
+            den += float(e.pow(2).sum() + f.pow(2).sum())
     eps = 1e-5 if losses.dtype == torch.float64 else 1e-3
     ok = torch.tensor(1.0 if math.isfinite(num) and num <= eps ** 2 * den else 0.0, device=losses.device)
     return bool(_all_reduce(ok, mean=False) >= _world_size())
