@@ -3,21 +3,27 @@
 What is measured: one full training step exactly as the Trainer runs it (`mtlkit.train.trainer.training_step`:
 forward, masked per-task losses, penalties, the method's gradient combiner, the optimizer step, the proximal
 steps) for each method's own default architecture and optimizer, on a regression problem with T tasks of B rows
-and 28 features (School's shape at T = 139). Each method is timed in turn, several rounds interleaved with
-hard-share, and the reported ratio is the median step time of the method over that of hard-share, so a
-machine's load drifting during the run affects both sides alike.
+and 28 features (School's shape at T = 139, the default). Each method is timed in turn, several rounds interleaved
+with hard-share, and the reported ratio is the median step time of the method over that of hard-share, so a
+machine's load drifting during the run affects both sides alike. A slow method times fewer steps per round
+(``--max-seconds``), never fewer than 3. The 1-minute load average is printed before and after.
 
-``--loop`` adds, for each method that needs per-task gradients (srdml, pcgrad, mgda-ub and any ``+pcgrad`` /
-``+mgda-ub`` composition), a row for the same method with those gradients taken by a per-task loop (T
-``autograd.grad`` calls, as a straightforward implementation would) instead of the library's one batched
-vector-Jacobian product — same math, so the ratio between the two rows is what batching buys.
+Per-task gradients (pcgrad, mgda-ub, any ``+pcgrad`` / ``+mgda-ub`` composition) of a row-separable method on
+per-task input come from one backward pass (`mtlkit.optim.combiners.TaskTape`). ``--batched-vjp`` adds, for those
+methods, a row with that path turned off (the batched vector-Jacobian product over all T·B rows, as before issue
+13). ``--loop`` adds a row with the per-task gradients taken by a loop of T ``autograd.grad`` calls instead of the
+batched product (shared input: what batching buys).
+
+srdml is not in the default list: on per-task input its saliency penalty compares every pair of tasks on all T·B
+pooled rows (O(T³·B)), seconds per step at T = 139 (``--methods srdml`` times it).
 
 Run::
 
-    python benchmarks/method_steps.py                         # T in 10,139 on cpu (+ cuda when available)
+    python benchmarks/method_steps.py --threads 1 --markdown  # every method at T = 139, per-task input, cpu
+    python benchmarks/method_steps.py --methods pcgrad,mgda-ub --batched-vjp --tasks 10,139
     python benchmarks/method_steps.py --methods tomato-ex:K=16,mrn --tasks 139 --devices cuda
     python benchmarks/method_steps.py --shared                # one input shared by all tasks
-    python benchmarks/method_steps.py --methods srdml,pcgrad,mgda-ub --loop
+    python benchmarks/method_steps.py --methods srdml,pcgrad,mgda-ub --loop --shared
 """
 
 from __future__ import annotations
@@ -41,8 +47,9 @@ from mtlkit.train.losses import TaskLoss
 from mtlkit.train.trainer import make_optimizer, training_step
 
 N_FEATURES = 28
-DEFAULT_METHODS = ("stl,single,inter-task-l2,dmtrl-tucker,mrn:update_every=1,cross-stitch,mmoe,tomato-el,"
-                   "tomato-ex:K=16")
+DEFAULT_METHODS = ("stl,single,hard-share-align,inter-task-l2,dmtrl-tucker,mrn:update_every=1,cross-stitch,mmoe,"
+                   "tomato-el,tomato-ex:K=16,amtfl,deep-amtfl,nn,mt-nn,amtl,deep-amtl,trace-norm-laf,"
+                   "trace-norm-tucker,trace-norm-tt,stl-cnn,ple,pcgrad,mgda-ub,tomato-el+pcgrad,mmoe+mgda-ub")
 
 
 def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
@@ -152,61 +159,100 @@ def _nothing() -> Iterator[None]:
     yield
 
 
+@contextmanager
+def batched_vjp() -> Iterator[None]:
+    """Turn the one-pass per-task gradients off (every method counts as not row-separable) while building and
+    timing a method: the combiners take the batched vector-Jacobian product over all T·B rows."""
+    import importlib
+
+    trainer = importlib.import_module("mtlkit.train.trainer")  # `mtlkit.train` is also the function
+    saved = getattr(trainer, "row_separable", None)
+    if saved is None:  # a version without the one-pass path
+        yield
+        return
+    trainer.row_separable = lambda parts: False
+    try:
+        yield
+    finally:
+        trainer.row_separable = saved
+
+
+def _load() -> str:
+    return f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "n/a"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--methods", default=DEFAULT_METHODS, help="comma-separated name[:key=value...] specs")
-    p.add_argument("--tasks", default="10,139", help="comma-separated task counts T")
+    p.add_argument("--tasks", default="139", help="comma-separated task counts T (default 139)")
     p.add_argument("--batch", type=int, default=32, help="rows per task B")
-    p.add_argument("--steps", type=int, default=None, help="timed steps per round (default 10 cpu, 50 cuda)")
+    p.add_argument("--steps", type=int, default=None, help="timed steps per round at most (default 10 cpu, 50 cuda)")
     p.add_argument("--rounds", type=int, default=3, help="rounds interleaving hard-share and each method")
+    p.add_argument("--max-seconds", type=float, default=20.0,
+                   help="a method's timed steps take about this long in all (fewer steps per round, at least 3)")
     p.add_argument("--devices", default=None, help="comma-separated devices (default cpu, plus cuda if available)")
     p.add_argument("--shared", action="store_true", help="one input shared by all tasks (default: per-task rows)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument("--batched-vjp", action="store_true",
+                   help="also time the per-task-gradient methods with the one-pass path off (batched VJP)")
     p.add_argument("--loop", action="store_true",
                    help="also time srdml / pcgrad / mgda-ub with per-task gradients by a loop of T backward calls")
+    p.add_argument("--markdown", action="store_true", help="end with the results as a Markdown table")
     args = p.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     devices = args.devices.split(",") if args.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     specs = [s.strip() for s in args.methods.split(",") if s.strip()]
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, B={args.batch}, features={N_FEATURES}, "
-          f"{'shared' if args.shared else 'per-task'} input; each method with its registry defaults")
+          f"{'shared' if args.shared else 'per-task'} input; each method with its registry defaults; 1-min load "
+          f"average at the start: {_load()} on {os.cpu_count()} cores")
+    table: list[tuple[str, int, float, float]] = []
     for dev_str in devices:
         device = torch.device(dev_str)
         steps = args.steps or (50 if device.type == "cuda" else 10)
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or
                                                                                  platform.machine())
-        print(f"\ndevice {dev_str}: {name}; median of {args.rounds}x{steps} steps after 3 warm-up steps")
-        print(f"{'method':<28} {'T':>4} {'ms/step':>9} {'hard-share ms':>14} {'ratio':>7}")
+        print(f"\ndevice {dev_str}: {name}; median of {args.rounds} rounds of up to {steps} steps after 3 warm-up "
+              "steps")
+        print(f"{'method':<30} {'T':>4} {'ms/step':>9} {'hard-share ms':>14} {'ratio':>8}")
         for T in [int(t) for t in args.tasks.split(",")]:
             info, batch = make_batch(T, args.batch, args.shared, device)
             ref = Stepper("hard-share", info, batch, device)
             for _ in range(3):
                 ref.step()
-            runs = [(spec, False) for spec in specs]
-            if args.loop:
-                runs = [r for spec in specs for r in ([(spec, False), (spec, True)] if needs_task_gradients(spec)
-                                                      else [(spec, False)])]
-            for spec, loop in runs:
-                label = f"{spec} (per-task loop)" if loop else spec
-                with per_task_loops() if loop else _nothing():
+            runs = []
+            for spec in specs:
+                runs.append((spec, ""))
+                if needs_task_gradients(spec):
+                    runs += [(spec, mode) for mode, on in (("batched VJP", args.batched_vjp),
+                                                           ("per-task loop", args.loop)) if on]
+            for spec, mode in runs:
+                label = f"{spec} ({mode})" if mode else spec
+                ctx = {"per-task loop": per_task_loops, "batched VJP": batched_vjp}.get(mode, _nothing)
+                with ctx():
                     try:
                         s = Stepper(spec, info, batch, device)
                         for _ in range(3):
                             s.step()
+                        one = statistics.median(s.time(1 if device.type == "cpu" else 3))
                     except Exception as e:  # a method that cannot run this problem: say so, go on
-                        print(f"{label:<28} {T:>4}  skipped: {type(e).__name__}: {e}")
+                        print(f"{label:<30} {T:>4}  skipped: {type(e).__name__}: {e}")
                         continue
+                    n = max(3, min(steps, int(args.max_seconds / (args.rounds * max(one, 1e-9)))))
                     mine: list[float] = []
                     base: list[float] = []
                     for _ in range(args.rounds):
-                        base += ref.time(steps)
-                        mine += s.time(steps)
+                        base += ref.time(n)
+                        mine += s.time(n)
                 m_ms, b_ms = statistics.median(mine) * 1e3, statistics.median(base) * 1e3
-                print(f"{label:<28} {T:>4} {m_ms:>9.2f} {b_ms:>14.2f} {m_ms / b_ms:>6.2f}x", flush=True)
+                table.append((f"{label} [{dev_str}]" if len(devices) > 1 else label, T, m_ms, b_ms))
+                print(f"{label:<30} {T:>4} {m_ms:>9.2f} {b_ms:>14.2f} {m_ms / b_ms:>7.2f}x", flush=True)
                 del s
-    if hasattr(os, "getloadavg"):
-        print(f"\n1-min load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    print(f"\n1-min load average at the end: {_load()} on {os.cpu_count()} cores")
+    if args.markdown:
+        print("\n| method | T | ms/step | hard-share ms/step (same run) | ratio |\n| --- | --- | --- | --- | --- |")
+        for label, T, m_ms, b_ms in table:
+            print(f"| {label} | {T} | {m_ms:.2f} | {b_ms:.2f} | {m_ms / b_ms:.2f}× |")
 
 
 if __name__ == "__main__":
