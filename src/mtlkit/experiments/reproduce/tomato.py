@@ -113,8 +113,8 @@ def _protocol(args: argparse.Namespace) -> list[str]:
         "value lies on the edge of its space; the chosen configuration is then trained on every split. The paper "
         "tunes on validation per data set too, with an unstated budget.",
         f"Every run: at most {3 if args.quick else args.epochs} epochs, batch 32 rows per task, early stopping "
-        "on the validation loss (patience 20 epochs), the epoch with the lowest validation loss kept; shared "
-        "bottom of 64 units, task-specific hidden layer of 32 (TOMATO's topic-task modules 16).",
+        "on the validation loss (patience 20 epochs), the epoch with the lowest validation loss kept; widths, "
+        "dropout and the optimiser as tuned (the budget table at the end lists each method's selection).",
         "Test metric: misclassification % (argmax of the prediction vs argmax of the label), averaged over "
         "tasks, mean ± 95% Student-t CI over splits.",
         "Table 4's improvement: the relative gain in accuracy, per task 100·(acc_method − acc_Separate)/acc_Separate "
@@ -349,16 +349,22 @@ def _diagnosis(results: dict[str, BenchResult], levels: dict[str, dict[str, floa
                 + (f", per-task RBF SVM {svm:.2f} %" if math.isfinite(svm) else "")
                 + f"; our methods {means[best]:.2f}–{means[worst]:.2f} %; the paper's {min(paper.values()):.2f}–"
                   f"{max(paper.values()):.2f} %."]
+        if math.isfinite(svm) and "stl" in means and svm < means["stl"] - 0.5 and means[best] <= svm + 0.5:
+            seen.append(f"A per-task RBF SVM (an STL) reaches {svm:.2f} %, below our tuned Separate "
+                        f"({means['stl']:.2f} %) though our best method reaches its level: within 8 trials and 100 "
+                        "epochs several networks stay under-trained on these data, so their place in the table "
+                        "partly reflects how their budget went.")
         if math.isfinite(svm) and svm < means[best] - 0.5:
             seen.append("A per-task SVM beats every method here: our networks are under-trained or under-tuned for "
                         "these data within the budget; the data do allow a lower error.")
         if math.isfinite(logit) and abs(logit - means[best]) <= 1.5:
             seen.append("One pooled logistic regression reaches where our best method sits: the data allow about "
                         "this level.")
-        if math.isfinite(maj) and max(paper.values()) - 3.0 <= maj and min(paper.values()) < maj:
-            seen.append(f"The paper's methods sit within {maj - min(paper.values()):.1f} points of the majority "
-                        "class: its whole table is near the trivial level, so a level above ours there comes from "
-                        "the paper's setup (features, bins or training), not from our data.")
+        if math.isfinite(maj) and abs(paper["stl"] - maj) <= 3.0 and means[best] < min(paper.values()):
+            seen.append(f"The paper's Separate ({paper['stl']:.2f} %) is within {abs(paper['stl'] - maj):.1f} points "
+                        f"of the majority class ({maj:.2f} %): its baselines barely beat the trivial level on data "
+                        "where a linear model does far better, so the paper's level, not ours, is the outlier "
+                        "(its setup: features, bins or training).")
         out.append(f"- **{PAPER_NAMES[ds]}**: " + " ".join(seen))
     return out + [""] + markdown_table(["data", "paper's range (Single left out)", "ours: best – worst (Single left "
                                         "out)", *LEVEL_MODELS.values()], rows)
