@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +34,7 @@ def register(info: MethodInfo) -> MethodInfo:
 
 def _separable_build(build: Callable[[DataInfo, dict[str, Any]], MethodParts]
                      ) -> Callable[[DataInfo, dict[str, Any]], MethodParts]:
+    @functools.wraps(build)  # keeps the defining module (the docs order methods by it)
     def separable(info: DataInfo, hp: dict[str, Any]) -> MethodParts:
         parts = build(info, hp)
         parts.row_separable = True
