@@ -28,7 +28,13 @@ from mtlkit import progress
 from mtlkit.data.splits import Split
 from mtlkit.experiments.claims import Claim, verdict, write_claims
 from mtlkit.experiments.reproduce.common import Context, fmt, markdown_table, provenance
-from mtlkit.experiments.reproduce.protocol import budget_lines, edge_warnings, tune_then_evaluate
+from mtlkit.experiments.reproduce.protocol import (
+    budget_lines,
+    edge_warnings,
+    read_record,
+    tune_then_evaluate,
+    write_record,
+)
 from mtlkit.experiments.stats import mean_ci
 
 DESCRIPTION = ("Deep-AMTFL (Lee, Yang & Hwang, AAAI 2018): synthetic Fig. 4-5, Table 1 (School, MNIST Kang split), "
@@ -283,22 +289,11 @@ def _cache_dir(ctx: Context) -> Path:
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        rec = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return rec if rec.get("format") == CACHE_FORMAT else None
+    return read_record(path, CACHE_FORMAT)
 
 
 def _write_json(path: Path, rec: dict[str, Any]) -> dict[str, Any]:
-    text = json.dumps(_jsonable(rec), default=str)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return json.loads(text)
+    return write_record(path, _jsonable(rec))
 
 
 def tuned_table(ctx: Context, experiment: str, splits: Sequence[tuple[str, Split]], specs: Mapping[str, Spec],

@@ -55,7 +55,7 @@ def tune_then_evaluate(ctx: Context, data: MultiTaskData, methods: Sequence[str]
             hashlib.sha256(json.dumps([fx, {k: v.text() for k, v in registry.search_space(m, data.kind).items()}],
                                       sort_keys=True, default=str).encode()).hexdigest()[:8]
         path = _cache_path(ctx, experiment, data, m, key)
-        rec = _read(path)
+        rec = read_record(path, CACHE_FORMAT)
         if rec is None and cached_only:
             continue
         if rec is None:
@@ -67,12 +67,7 @@ def tune_then_evaluate(ctx: Context, data: MultiTaskData, methods: Sequence[str]
                    "scores": [[None if not math.isfinite(v) else float(v) for v in row] for row in res.scores[m]],
                    "seconds": res.seconds[m], "hparams": res.hparams[m], "fixed": fx,
                    "tuning": res.tuning[m].to_json() if m in res.tuning else None}
-            text = json.dumps(rec, default=str)
-            rec = json.loads(text)  # the same record a later call reads back
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(text)
-            tmp.replace(path)
+            rec = write_record(path, rec)
             print(f"{experiment} {data.name}: {m} tuned and tested in {time.perf_counter() - t0:.0f} s",
                   file=sys.stderr, flush=True)
         if merged is None:
@@ -90,14 +85,26 @@ def tune_then_evaluate(ctx: Context, data: MultiTaskData, methods: Sequence[str]
     return merged, tuning
 
 
-def _read(path: Path) -> dict[str, Any] | None:
+def read_record(path: Path, fmt: str) -> dict[str, Any] | None:
+    """A cached outcome written by `write_record`, or None when absent, unreadable or of another ``format``."""
     if not path.is_file():
         return None
     try:
         rec = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    return rec if rec.get("format") == CACHE_FORMAT else None
+    return rec if isinstance(rec, dict) and rec.get("format") == fmt else None
+
+
+def write_record(path: Path, rec: Mapping[str, Any]) -> dict[str, Any]:
+    """Write ``rec`` as JSON atomically (a temporary file renamed into place) and return it as a later
+    `read_record` will read it back."""
+    text = json.dumps(rec, default=str)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return json.loads(text)
 
 
 def budget_lines(tuning: Mapping[str, Mapping[str, Any]], keys: Sequence[str] | None = None) -> list[str]:
