@@ -443,7 +443,8 @@ def train_one(method: str, split: Split, hparams: dict[str, Any] | None = None, 
               standardize: bool = True, checkpoint: str | Path | None = None, checkpoint_every: int = 0,
               resume: bool = False, tensorboard: str | Path | None = None,
               distributed: DistContext | None = None, task_weights: Any = None,
-              epoch_callback: Callable[[int, float], None] | None = None, compile: bool = False) -> Run:
+              epoch_callback: Callable[[int, float], None] | None = None, compile: bool = False,
+              step_callback: Callable[..., None] | None = None) -> Run:
     """Train ``method`` once with fixed hyper-parameters on ``split.train`` (early stopping on ``split.val``).
 
     ``task_weights``: a weight per task (``[T]``, e.g. `mtlkit.optim.weighting.svd_task_weights`), rescaled to
@@ -454,6 +455,7 @@ def train_one(method: str, split: Split, hparams: dict[str, Any] | None = None, 
     ``distributed``: data-parallel training under torchrun on ``distributed.device`` (see `fit_sgd`).
     ``epoch_callback(epoch, val_loss)``: see `fit_sgd` (SGD-trained methods only; a closed-form fit never calls it).
     ``compile``: run the training step's forward pass under ``torch.compile`` (see `fit_sgd`; SGD-trained methods).
+    ``step_callback(step, batch, parts, lr)``: see `fit_sgd` (SGD-trained methods only).
     """
     entry = registry.get(method)
     train = split.train
@@ -492,7 +494,7 @@ def train_one(method: str, split: Split, hparams: dict[str, Any] | None = None, 
                            checkpoint=checkpoint,
                            checkpoint_every=checkpoint_every, resume=resume, tensorboard=tensorboard,
                            task_names=info.spec.names, fingerprint=ident, distributed=distributed,
-                           epoch_callback=epoch_callback, compile=compile)
+                           epoch_callback=epoch_callback, compile=compile, step_callback=step_callback)
         except TrainingDiverged as e:  # name the method: "hard-share diverged in epoch 2 (steps 13-24): ..."
             raise e.named(entry.name) from None
     if dev.type == "cuda":

@@ -216,7 +216,8 @@ def fit_sgd(parts: MethodParts, loss: TaskLoss, train: DeviceData, val: DeviceDa
             checkpoint: str | Path | None = None, checkpoint_every: int = 0, resume: bool = False,
             tensorboard: str | Path | None = None, task_names: Sequence[str] | None = None,
             fingerprint: Mapping[str, Any] | None = None, distributed: DistContext | None = None,
-            epoch_callback: Callable[[int, float], None] | None = None, compile: bool = False) -> History:
+            epoch_callback: Callable[[int, float], None] | None = None, compile: bool = False,
+            step_callback: Callable[[int, Batch, MethodParts, float], None] | None = None) -> History:
     """Train ``parts.model`` in place; at the end it holds the epoch with the lowest validation loss.
 
     Objective per step: ``Σ_t w_t L_t + Σ penalties`` (``w_t = 1/T`` by default), gradients by the
@@ -246,6 +247,10 @@ def fit_sgd(parts: MethodParts, loss: TaskLoss, train: DeviceData, val: DeviceDa
 
     ``epoch_callback(epoch, val_loss)``: called after each epoch with the task-weighted mean validation loss (the
     early-stopping score); it may raise to stop training (tuning's pruner raises ``optuna.TrialPruned``).
+
+    ``step_callback(step, batch, parts, lr)``: called before each optimisation step with the global step (0-based),
+    the step's batch, the method's parts and the step's learning rate, e.g. to measure task affinity on the model as
+    it is (`mtlkit.experiments.affinity`); it must leave the model's parameters and the RNG state as it found them.
 
     ``compile``: the training step's forward pass (and through AOTAutograd its backward) runs under
     ``torch.compile`` (`compile_forward`; a one-line warning and eager steps where it cannot). Without dropout
@@ -345,6 +350,8 @@ def fit_sgd(parts: MethodParts, loss: TaskLoss, train: DeviceData, val: DeviceDa
                 epoch_state = sampler.state()  # before the epoch's draw: regenerates this epoch on resume
                 due_at_end = False
                 for s, batch in enumerate(sampler.epoch(first), start=first):
+                    if step_callback is not None:
+                        step_callback(global_step, batch, parts, opt.param_groups[0]["lr"])
                     losses = training_step(parts, fwd, loss, batch, w, opt, shared, distributed if ddp else None)
                     sched.step()
                     acc += losses
