@@ -153,7 +153,7 @@ def test_crashing_and_diverged_trials_fail_with_their_error_once(tmp_path: Path,
             raise RuntimeError("boom")
         return [float("nan")] if params["lr"] == 3e-3 else [float(params["lr"])]
 
-    monkeypatch.setattr(sw, "_score", fake_score)
+    monkeypatch.setattr(sw.worker, "_score", fake_score)  # run_trial looks it up there
     url = _sqlite(tmp_path)
     sw.create_sweep("hard-share", digits, storage=url, study="c", n_splits=1, space={"lr": [1e-3, 3e-3, 1e-2]})
     first = sw.run_worker(url, "c", data=digits)
