@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
+from typing import Any
+
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
@@ -35,6 +38,19 @@ def mean_ci(
     if mean.ndim == 0:
         return float(mean), float(half)
     return mean, half
+
+
+def nanmean(a: ArrayLike, axis: int | None = None) -> Any:
+    """``np.nanmean`` without the all-NaN warning (an all-NaN slice is simply NaN here)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(np.asarray(a, dtype=np.float64), axis=axis)
+
+
+def summarize(scores: ArrayLike) -> tuple[float, float]:
+    """Mean ± 95% CI half-width over splits of the task-averaged metric (``scores`` is ``[splits, T]``)."""
+    mean, ci = mean_ci(nanmean(scores, axis=1))
+    return float(mean), float(ci)
 
 
 def _pair(method: ArrayLike, stl: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
