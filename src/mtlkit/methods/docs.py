@@ -45,7 +45,7 @@ def render() -> str:
     """The whole reference as Markdown."""
     from mtlkit.methods import registry
     from mtlkit.optim.combiners import COMBINERS
-    from mtlkit.train.config import TRAIN_PARAMS, method_params
+    from mtlkit.methods.params import TRAIN_PARAMS, method_params
 
     lines = [
         "# Hyper-parameters",

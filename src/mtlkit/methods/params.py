@@ -1,5 +1,8 @@
 """Training hyper-parameters every SGD-trained method accepts (typed, with defaults and tuning spaces), and the
-merge of a method's declared hyper-parameters with the values a caller gives."""
+merge of a method's declared hyper-parameters with the values a caller gives.
+
+It lives beside the registry (not in `mtlkit.train`) because the registry's ``describe`` / ``search_space`` need
+the Trainer's declarations and the methods sit below the Trainer; `mtlkit.train.config` re-exports every name."""
 
 from __future__ import annotations
 

@@ -115,7 +115,7 @@ def describe(name: str) -> dict[str, Any]:
 
     ``hyperparameters`` maps each name to its declaration (`HParam.describe`: type, default, valid values, doc,
     tuning space); ``defaults`` maps each name to its default alone."""
-    from mtlkit.train.config import method_params
+    from mtlkit.methods.params import method_params
 
     info = get(name)
     params = method_params(info)
@@ -134,7 +134,7 @@ def search_space(name: str, kind: str | None = None) -> dict[str, Space]:
     ``lr``, ``optimizer``, ``momentum`` for SGD-trained methods, and the method's own), by name. With ``kind``
     (a task kind), only the parameters tuned for that kind (`HParam.kinds`): ``stl-linear`` searches ``alpha``
     for regression and ``C`` for classification; without it, every parameter with a space."""
-    from mtlkit.train.config import method_params
+    from mtlkit.methods.params import method_params
 
     return {k: p.space for k, p in method_params(get(name)).items() if p.space is not None and p.tuned_for(kind)}
 
