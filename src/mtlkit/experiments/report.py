@@ -14,10 +14,7 @@ across data sets (mean rank). Statistics: ``value`` (one split, one task), ``mea
 
 from __future__ import annotations
 
-import csv
-import io
 import math
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +24,9 @@ import numpy as np
 from scipy.stats import rankdata
 
 from mtlkit.errors import MtlkitError
-from mtlkit.experiments.stats import mean_ci, tasks_hurt, taskwise_improvement
+from mtlkit.experiments.stats import mean_ci, nanmean, summarize, tasks_hurt, taskwise_improvement
 from mtlkit.experiments.store import ResultsStore
+from mtlkit.experiments.tables import Table, csv_text, decimals_for, latex_escape, markdown_table, mean_ci_text, number
 from mtlkit.train.metrics import LOWER_IS_BETTER, METRICS_BY_KIND, PRIMARY_METRIC
 
 REFERENCES = ("stl", "stl-linear")  # the single-task baseline Δ is measured against, first one present
@@ -81,19 +79,6 @@ class Comparison:
     n_tasks: int
 
 
-def _nanmean(a: np.ndarray, axis: int | None = None) -> Any:
-    """``np.nanmean`` without the all-NaN warning (an all-NaN slice is simply NaN here)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(a, axis=axis)
-
-
-def summarize(scores: np.ndarray) -> tuple[float, float]:
-    """Mean ± 95% CI half-width over splits of the task-averaged metric (``scores`` is ``[splits, T]``)."""
-    mean, ci = mean_ci(_nanmean(np.asarray(scores, dtype=np.float64), axis=1))
-    return float(mean), float(ci)
-
-
 def task_summary(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each task's mean ± 95% CI half-width over splits, each ``[T]``."""
     mean, ci = mean_ci(np.asarray(scores, dtype=np.float64), axis=0)
@@ -111,10 +96,10 @@ def compare(scores: np.ndarray, splits: Sequence[str], ref_scores: np.ndarray, r
     common = [s for s in splits if s in set(ref_splits)]
     if not common:
         return None
-    a = _nanmean(np.asarray(scores, dtype=np.float64)[[list(splits).index(s) for s in common]], axis=0)
-    b = _nanmean(np.asarray(ref_scores, dtype=np.float64)[[list(ref_splits).index(s) for s in common]], axis=0)
+    a = nanmean(np.asarray(scores, dtype=np.float64)[[list(splits).index(s) for s in common]], axis=0)
+    b = nanmean(np.asarray(ref_scores, dtype=np.float64)[[list(ref_splits).index(s) for s in common]], axis=0)
     per = taskwise_improvement(a, b, lower_is_better, metric)
-    return Comparison(reference, common, per, float(_nanmean(per)), tasks_hurt(a, b, lower_is_better), len(per))
+    return Comparison(reference, common, per, float(nanmean(per)), tasks_hurt(a, b, lower_is_better), len(per))
 
 
 def default_reference(methods: Iterable[str]) -> str | None:
@@ -235,18 +220,6 @@ def load_results(store: ResultsStore, experiment: str | None = "bench", datasets
 
 # ---------------------------------------------------------------------------------------------------- report
 @dataclass
-class Table:
-    """A rendered-agnostic table: header, rows of text cells, cells to emphasise (best), notes under it."""
-
-    key: str
-    title: str
-    header: list[str]
-    rows: list[list[str]]
-    bold: set[tuple[int, int]] = field(default_factory=set)
-    notes: list[str] = field(default_factory=list)
-
-
-@dataclass
 class Report:
     """Everything the tables show: results per data set and method, summaries, comparisons, ranks, notes."""
 
@@ -312,34 +285,10 @@ def report_from_store(store: ResultsStore, experiment: str | None = "bench", dat
 
 
 # ---------------------------------------------------------------------------------------------------- tables
-def _decimals(x: float) -> int:
-    """Decimals that show a value of this size to about 4 significant digits (3 at least from 1 to 100)."""
-    a = abs(x)
-    if not math.isfinite(a) or a >= 1000:
-        return 1
-    if a >= 100:
-        return 2
-    if a >= 1 or a == 0:
-        return 3
-    return min(6, 3 - math.floor(math.log10(a)))
-
-
-def mean_pm(mean: float, ci: float, decimals: int | None = None) -> str:
-    """``mean ± ci`` at one precision (by default the mean's); the mean alone when the CI is undefined."""
-    if not math.isfinite(mean):
-        return "–"
-    d = _decimals(mean) if decimals is None else decimals
-    return f"{mean:.{d}f}" + (f" ± {ci:.{d}f}" if math.isfinite(ci) else "")
-
-
 def _ds_decimals(rep: Report, ds: str) -> int:
     """One precision for a data set's column (from the median task-averaged mean), so its cells line up."""
     vals = [s[0] for s in rep.summaries[ds].values() if math.isfinite(s[0])]
-    return _decimals(float(np.median(vals))) if vals else 3
-
-
-def _signed(x: float | None, spec: str = "+.2f") -> str:
-    return "–" if x is None or not math.isfinite(x) else format(x, spec)
+    return decimals_for(float(np.median(vals))) if vals else 3
 
 
 def _arrow(lower_is_better: bool) -> str:
@@ -380,7 +329,7 @@ def tables(rep: Report) -> list[Table]:
                 cells.append("–")
                 continue
             n, n_max = len(rep.results[ds][m].splits), max(len(r.splits) for r in rep.results[ds].values())
-            cells.append(mean_pm(*rep.summaries[ds][m], dec[ds]) + (f" (n={n})" if n != n_max else ""))
+            cells.append(mean_ci_text(*rep.summaries[ds][m], dec[ds]) + (f" (n={n})" if n != n_max else ""))
         rk = rep.ranks.get(m)
         cells.append("–" if rk is None else f"{rk[0]:.2f} ({rk[1]})")
         rows.append(cells)
@@ -403,7 +352,7 @@ def tables(rep: Report) -> list[Table]:
         d_cells, h_cells = [m], [m]
         for ds in ds_list:
             c = rep.comparisons[ds].get(m)
-            d_cells.append("–" if c is None else _signed(c.improvement))
+            d_cells.append("–" if c is None else number(c.improvement, "+.2f"))
             h_cells.append("–" if c is None else f"{c.hurt}/{c.n_tasks}")
         d_rows.append(d_cells)
         h_rows.append(h_cells)
@@ -424,9 +373,9 @@ def tables(rep: Report) -> list[Table]:
         t_rows: list[list[str]] = []
         t_bold: set[tuple[int, int]] = set()
         for t, nm in enumerate(names):
-            t_rows.append([nm, *(mean_pm(float(stats[m][0][t]), float(stats[m][1][t]), dec[ds]) for m in ms)])
+            t_rows.append([nm, *(mean_ci_text(float(stats[m][0][t]), float(stats[m][1][t]), dec[ds]) for m in ms)])
             t_bold |= {(t, j + 1) for j in _best({j: float(stats[m][0][t]) for j, m in enumerate(ms)}, lib[ds])}
-        t_rows.append(["mean over tasks", *(mean_pm(*rep.summaries[ds][m], dec[ds]) for m in ms)])
+        t_rows.append(["mean over tasks", *(mean_ci_text(*rep.summaries[ds][m], dec[ds]) for m in ms)])
         out.append(Table(f"per-task:{ds}", f"{ds}: test {_metric_label(metric[ds])} per task {_arrow(lib[ds])}",
                          ["task", *ms], t_rows, t_bold,
                          ["Each cell: the task's test metric, mean ± 95% CI over splits; best per task in bold. "
@@ -435,42 +384,33 @@ def tables(rep: Report) -> list[Table]:
 
 
 # ---------------------------------------------------------------------------------------------------- renderers
-def _md_escape(s: str) -> str:
-    return s.replace("|", "\\|")
-
-
 def to_markdown(rep: Report, title: str = "") -> str:
     """The report as Markdown: provenance, the data sets, every table with its definitions underneath."""
     exp = f"experiment `{rep.experiment}`" if rep.experiment else "all experiments"
     out = [f"# {title or 'mtlkit report'}", "",
            f"Source: `{rep.source}`, {exp}; {len(rep.datasets)} data set(s), {len(rep.methods)} method(s).", ""]
-    out += ["| data set | tasks | kind | metric | splits | checksum |", "|---|---|---|---|---|---|"]
+    data_rows = []
     for ds, d in rep.results.items():
         r = next(iter(d.values()))
         splits = list(dict.fromkeys(s for x in d.values() for s in x.splits))
-        out.append(f"| {_md_escape(ds)} | {len(r.task_names)} | {r.kind} | {r.metric} "
-                   f"({'lower' if r.lower_is_better else 'higher'} is better) | {_md_escape(', '.join(splits))} | "
-                   f"`{r.checksum}` |")
+        data_rows.append([ds, str(len(r.task_names)), r.kind,
+                          f"{r.metric} ({'lower' if r.lower_is_better else 'higher'} is better)", ", ".join(splits),
+                          f"`{r.checksum}`"])
+    out += markdown_table(["data set", "tasks", "kind", "metric", "splits", "checksum"], data_rows, escape=True)
     out.append("")
     out += [f"- {n}" for n in rep.notes] + ([""] if rep.notes else [])
     for tb in tables(rep):
-        out += [f"## {tb.title}", "", "| " + " | ".join(map(_md_escape, tb.header)) + " |",
-                "|---|" + "---:|" * (len(tb.header) - 1)]
-        for i, row in enumerate(tb.rows):
-            cells = [f"**{_md_escape(c)}**" if (i, j) in tb.bold else _md_escape(c) for j, c in enumerate(row)]
-            out.append("| " + " | ".join(cells) + " |")
+        out += [f"## {tb.title}", "", *tb.markdown(align="l" + "r" * (len(tb.header) - 1))]
         out += [""] + [f"{n}" for n in tb.notes] + [""]
     return "\n".join(out)
 
 
 def to_csv(rep: Report) -> str:
     """The report in long (tidy) form, one value a line; see the module docstring for the columns."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["dataset", "method", "task", "split", "metric", "lower_is_better", "statistic", "value", "reference"])
+    rows: list[list[Any]] = []
 
     def num(x: float | int) -> str:
-        return "" if isinstance(x, float) and not math.isfinite(x) else format(x, ".10g")
+        return number(x, ".10g", "")
 
     for ds, d in rep.results.items():
         for m in [m for m in rep.methods if m in d]:
@@ -479,38 +419,28 @@ def to_csv(rep: Report) -> str:
             lib = str(r.lower_is_better).lower()
             for i, sp in enumerate(r.splits):
                 for t, nm in enumerate(r.task_names):
-                    w.writerow([*base, nm, sp, r.metric, lib, "value", num(float(r.scores[i, t])), ""])
+                    rows.append([*base, nm, sp, r.metric, lib, "value", num(float(r.scores[i, t])), ""])
             mean, ci = task_summary(r.scores)
             c = rep.comparisons[ds].get(m)
             for t, nm in enumerate(r.task_names):
-                w.writerow([*base, nm, "", r.metric, lib, "mean", num(float(mean[t])), ""])
-                w.writerow([*base, nm, "", r.metric, lib, "ci95", num(float(ci[t])), ""])
+                rows.append([*base, nm, "", r.metric, lib, "mean", num(float(mean[t])), ""])
+                rows.append([*base, nm, "", r.metric, lib, "ci95", num(float(ci[t])), ""])
                 if c is not None:
-                    w.writerow([*base, nm, "", r.metric, lib, "delta_pct", num(float(c.per_task[t])), c.reference])
+                    rows.append([*base, nm, "", r.metric, lib, "delta_pct", num(float(c.per_task[t])), c.reference])
             s_mean, s_ci = rep.summaries[ds][m]
-            w.writerow([*base, "", "", r.metric, lib, "mean", num(s_mean), ""])
-            w.writerow([*base, "", "", r.metric, lib, "ci95", num(s_ci), ""])
-            w.writerow([*base, "", "", r.metric, lib, "n_splits", len(r.splits), ""])
-            w.writerow([*base, "", "", r.metric, lib, "n_tasks", len(r.task_names), ""])
+            rows.append([*base, "", "", r.metric, lib, "mean", num(s_mean), ""])
+            rows.append([*base, "", "", r.metric, lib, "ci95", num(s_ci), ""])
+            rows.append([*base, "", "", r.metric, lib, "n_splits", len(r.splits), ""])
+            rows.append([*base, "", "", r.metric, lib, "n_tasks", len(r.task_names), ""])
             if c is not None:
-                w.writerow([*base, "", "", r.metric, lib, "delta_pct", num(c.improvement), c.reference])
-                w.writerow([*base, "", "", r.metric, lib, "tasks_hurt", c.hurt, c.reference])
+                rows.append([*base, "", "", r.metric, lib, "delta_pct", num(c.improvement), c.reference])
+                rows.append([*base, "", "", r.metric, lib, "tasks_hurt", c.hurt, c.reference])
     for m in rep.methods:
         if m in rep.ranks:
-            w.writerow(["", m, "", "", "", "true", "mean_rank", num(rep.ranks[m][0]), ""])
-            w.writerow(["", m, "", "", "", "true", "n_datasets", rep.ranks[m][1], ""])
-    return buf.getvalue()
-
-
-_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-_LATEX_SYMBOLS = {"±": r"$\pm$", "↓": r"$\downarrow$", "↑": r"$\uparrow$", "Δ": r"$\Delta$", "−": "-",
-                  "·": r"$\cdot$", "–": "--", "‖": r"$\|$", "ω": r"$\omega$", "θ": r"$\theta$"}
-
-
-def latex_escape(s: str) -> str:
-    """Text safe inside a LaTeX document: special characters escaped, the report's symbols as math."""
-    return "".join(_LATEX_SPECIAL.get(ch, _LATEX_SYMBOLS.get(ch, ch)) for ch in s)
+            rows.append(["", m, "", "", "", "true", "mean_rank", num(rep.ranks[m][0]), ""])
+            rows.append(["", m, "", "", "", "true", "n_datasets", rep.ranks[m][1], ""])
+    return csv_text(["dataset", "method", "task", "split", "metric", "lower_is_better", "statistic", "value",
+                     "reference"], rows)
 
 
 def to_latex(rep: Report) -> str:
@@ -521,18 +451,8 @@ def to_latex(rep: Report) -> str:
     for n in rep.notes:
         out.append("% " + latex_escape(n))
     for tb in tables(rep):
-        cap = latex_escape(tb.title + ". " + " ".join(tb.notes))
-        out += ["\\begin{table}[t]", "\\centering", f"\\caption{{{cap}}}",
-                f"\\label{{tab:mtlkit-{''.join(ch if ch.isalnum() else '-' for ch in tb.key)}}}",
-                "\\begin{tabular}{l" + "r" * (len(tb.header) - 1) + "}", "\\toprule",
-                " & ".join(latex_escape(h) for h in tb.header) + " \\\\", "\\midrule"]
-        for i, row in enumerate(tb.rows):
-            if tb.key.startswith("per-task") and i == len(tb.rows) - 1:
-                out.append("\\midrule")
-            cells = [f"\\textbf{{{latex_escape(c)}}}" if (i, j) in tb.bold else latex_escape(c)
-                     for j, c in enumerate(row)]
-            out.append(" & ".join(cells) + " \\\\")
-        out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
+        last = {len(tb.rows) - 1} if tb.key.startswith("per-task") else set()
+        out += [*tb.latex(midrule_before=last), ""]
     return "\n".join(out)
 
 
