@@ -11,12 +11,11 @@ import torch
 import mtlkit
 from mtlkit import MultiTaskData
 from mtlkit.data.spec import DataInfo, TaskSpec
+from mtlkit.experiments.alignment import align_run, align_transfer
 from mtlkit.methods import registry
 from mtlkit.methods.alignment import (
     AlignedHardShareNet,
     Alignment,
-    align_run,
-    align_transfer,
     attach_alignment,
     set_align_phase,
 )

@@ -1,5 +1,6 @@
-"""`mtlkit.analysis.capacity`: the per-task capacity table against hand-made matrices, and the sweep against
-Proposition 1's consequence (two unrelated linear tasks need a shared width r ≥ 2; r = 1 forces them to share)."""
+"""`mtlkit.analysis.capacity`: the per-task capacity table against hand-made matrices, and the sweep
+(`mtlkit.experiments.capacity`) against Proposition 1's consequence
+(two unrelated linear tasks need a shared width r ≥ 2; r = 1 forces them to share)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import numpy as np
 import pytest
 
 import mtlkit
-from mtlkit.analysis.capacity import capacity_sweep, capacity_table
+from mtlkit.analysis.capacity import capacity_table
+from mtlkit.experiments.capacity import capacity_sweep
 
 
 def test_table_selects_per_task_stl_width_and_one_mtl_width():

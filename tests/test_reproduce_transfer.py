@@ -356,7 +356,7 @@ def test_embedding_transfer_keeps_the_source_and_freezes_r_without_alignment(one
 
 
 def test_capacity_sweep_gives_stl_its_own_settings(one_thread):
-    from mtlkit.analysis.capacity import capacity_sweep
+    from mtlkit.experiments.capacity import capacity_sweep
 
     rng = np.random.default_rng(0)
     Xs = [rng.normal(size=(40, 3)) for _ in range(2)]

@@ -11,24 +11,21 @@ poorly aligned (different covariance geometry) can be rotated / rescaled into a 
   - ``"joint"`` — the joint variant: R, B and heads trained together (the registry default, from scratch).
   hp ``align`` (default True): False freezes R at the identity — the same model and phase without alignment,
   the comparison the paper makes. ``mtlkit.train("hard-share-align", ..., {"align_phase": "fixed"})`` from
-  scratch freezes B at its random initialisation; the fixed phase is meant for a trained B (`align_run`).
+  scratch freezes B at its random initialisation; the fixed phase is meant for a trained B
+  (`mtlkit.experiments.alignment.align_run`).
 * Algorithm 1 as the paper runs it is two-phase: first train the plain model (``hard-share``), then fix B and train
-  R + heads: `align_run(run, phase="fixed")` does the second phase on a trained run (``phase="joint"`` continues
-  training everything with R). Transfer (paper §3.2): `align_transfer(source_run, target_split)` takes the
-  source model's shared module, adds R for the target tasks and fine-tunes on the target (``align=False``: the
-  same fine-tuning without R, the baseline).
+  R + heads. Those runs, and transfer (paper §3.2), train models, so they live above the Trainer in
+  `mtlkit.experiments.alignment` (`align_run`, `align_transfer`); this module keeps the method's build.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import torch
 from torch import nn
 
 from mtlkit.data.spec import DataInfo
-from mtlkit.data.splits import Split
 from mtlkit.errors import MtlkitError
 from mtlkit.hparams import HParam, Space
 from mtlkit.methods.base import MethodInfo, MethodParts, ModelOutput
@@ -135,102 +132,21 @@ def set_align_phase(model: nn.Module, phase: str, align: bool = True, shared: st
         al.R.requires_grad_(False)
 
 
-def _trainable_bottom(model: nn.Module) -> list[nn.Parameter]:
+def trainable_bottom(model: nn.Module) -> list[nn.Parameter]:
+    """The shared bottom's parameters that train in the model's phase (the combiner's shared parameters)."""
     return [p for p in model.bottom.parameters() if p.requires_grad]
 
 
-def _arch(hp: dict[str, Any]) -> dict[str, Any]:
+def arch_hparams(hp: dict[str, Any]) -> dict[str, Any]:
+    """The architecture's hyper-parameters (hidden sizes, activation, dropout) out of a full set."""
     return {k: hp[k] for k in ARCH_DEFAULTS}
 
 
 def build_hard_share_align(info: DataInfo, hp: dict[str, Any]) -> MethodParts:
     """The registry build: `AlignedHardShareNet` with the phase's trainable parameters."""
-    model = AlignedHardShareNet(info, **_arch(hp))
+    model = AlignedHardShareNet(info, **arch_hparams(hp))
     set_align_phase(model, hp["align_phase"], hp["align"])
-    return MethodParts(model, shared_parameters=_trainable_bottom)
-
-
-# ---------------------------------------------------------------------- Algorithm 1 on a trained run; transfer
-def _fit(model: AlignedHardShareNet, info: DataInfo, split: Split, run: Any, hp: dict[str, Any], seed: int,
-         progress: bool | None) -> Any:
-    """Train ``model`` (phase already set) on ``split`` with the source run's standardisation; a new `Run`."""
-    from mtlkit.train.losses import TaskLoss
-    from mtlkit.train.run import Run
-    from mtlkit.train.trainer import fit_sgd
-
-    dev = next(model.parameters()).device
-    loss = TaskLoss(info.spec, dev)
-    train_dd = run.normalizer.apply(split.train).tensors(dev)
-    val_dd = run.normalizer.apply(split.val).tensors(dev) if split.val is not None else None
-    t0 = time.perf_counter()
-    parts = MethodParts(model, shared_parameters=_trainable_bottom)
-    hist = fit_sgd(parts, loss, train_dd, val_dd, hp, seed=seed, progress=progress, task_names=info.spec.names)
-    src = split.source or split.train
-    return Run("hard-share-align", hp, info, model, run.normalizer, split.transform, hist, split, seed, dev,
-               time.perf_counter() - t0, dataset=src.name, checksum=src.checksum())
-
-
-def _train_hp(run: Any, hparams: dict[str, Any] | None, phase: str, align: bool) -> dict[str, Any]:
-    from mtlkit.train.config import TRAIN_DEFAULTS, merge_hparams
-
-    base = {**TRAIN_DEFAULTS, **{k: v for k, v in run.hparams.items() if k in TRAIN_DEFAULTS}}
-    hp = merge_hparams({**ALIGN_DEFAULTS, **base}, {**_arch(run.hparams), **(hparams or {})}, "hard-share-align")
-    hp["align_phase"], hp["align"] = phase, align
-    return hp
-
-
-def _source_model(run: Any) -> HardShareNet:
-    model = getattr(run, "model", None)
-    if not isinstance(model, HardShareNet) or not hasattr(run, "normalizer"):
-        raise MtlkitError("covariance alignment needs a trained run of hard-share or hard-share-align, got "
-                          f"{type(model).__name__}")
-    return model
-
-
-def align_run(run: Any, split: Split | None = None, phase: str = "fixed", hparams: dict[str, Any] | None = None,
-              seed: int = 0, progress: bool | None = False) -> Any:
-    """Algorithm 1 on a trained shared-module run: insert R = I before its shared bottom, then train R with the
-    heads, the bottom fixed (``phase="fixed"``), or everything (``"joint"``), on ``split`` (default: the run's).
-
-    ``hparams`` override the training ones (epochs, lr, ...). Returns a new ``hard-share-align`` `Run`; the
-    input run is not modified.
-    """
-    src = _source_model(run)
-    split = split if split is not None else run.split
-    if split is None:
-        raise MtlkitError("align_run needs a split: the run has none attached (it was loaded)")
-    if split.train.info().spec != run.info.spec or split.train.feature_shape != run.info.feature_shape:
-        raise MtlkitError("the split's tasks differ from the ones the run was trained on")
-    hp = _train_hp(run, hparams, phase, True)
-    torch.manual_seed(seed)
-    model = AlignedHardShareNet(run.info, **_arch(hp)).to(next(src.parameters()).device)
-    own = {k: v for k, v in src.state_dict().items() if not k.startswith("alignment.")}
-    missing, unexpected = model.load_state_dict(own, strict=False)
-    if unexpected or any(not k.startswith("alignment.") for k in missing):
-        raise MtlkitError(f"the run's model does not match hard-share-align (missing {missing}, unexpected "
-                          f"{unexpected})")
-    if isinstance(src, AlignedHardShareNet):
-        model.alignment.R.data.copy_(src.alignment.R.detach())
-    set_align_phase(model, phase)
-    return _fit(model, run.info, split, run, hp, seed, progress)
-
-
-def align_transfer(source: Any, target: Split, align: bool = True, phase: str = "joint",
-                   hparams: dict[str, Any] | None = None, seed: int = 0, progress: bool | None = False) -> Any:
-    """Transfer (paper §3.2): the source run's shared bottom, new heads for the target tasks, R = I added for the
-    target (``align``), then fine-tuning on ``target`` (``phase``: ``joint`` fine-tunes all, ``fixed`` keeps the
-    bottom). ``align=False`` is the same fine-tuning without alignment (R frozen at I), the baseline."""
-    src = _source_model(source)
-    info = target.train.info()
-    if info.n_features != source.info.n_features:
-        raise MtlkitError(f"the target's rows have {info.n_features} features, the source model expects "
-                          f"{source.info.n_features}")
-    hp = _train_hp(source, hparams, phase, align)
-    torch.manual_seed(seed)
-    model = AlignedHardShareNet(info, **_arch(hp)).to(next(src.parameters()).device)
-    model.bottom.load_state_dict(src.bottom.state_dict())
-    set_align_phase(model, phase, align)
-    return _fit(model, info, target, source, hp, seed, progress)
+    return MethodParts(model, shared_parameters=trainable_bottom)
 
 
 register(MethodInfo(
@@ -238,7 +154,7 @@ register(MethodInfo(
     summary="Hard-share with covariance alignment (Algorithm 1): a per-task d x d matrix R_t (identity at start) "
             "on the input before the shared bottom; align_phase joint (R, bottom, heads together) | fixed "
             "(bottom frozen: R + heads); align=False freezes R = I. The two-phase recipe: train hard-share, then "
-            "methods.alignment.align_run(run, phase='fixed').",
+            "mtlkit.experiments.alignment.align_run(run, phase='fixed').",
     paper="Wu, Zhang & Ré, Understanding and Improving Information Transfer in Multi-Task Learning (ICLR 2020)",
     build=build_hard_share_align, params=ALIGN_PARAMS, grid=ARCH_GRID,
     row_separable=True,

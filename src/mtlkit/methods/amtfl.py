@@ -65,8 +65,9 @@ from mtlkit.methods.registry import register
 from mtlkit.nn import MLP, TaskLinear
 from mtlkit.nn import activation as make_activation
 from mtlkit.nn.conv import SmallCNN
+from mtlkit.nn.losses import TaskLoss
 from mtlkit.nn.task_layers import ACTIVATIONS
-from mtlkit.train.losses import TaskLoss
+from mtlkit.optim.apg import soft_threshold  # the ℓ1 prox (also imported from here by amtfl_baselines)
 
 A_INIT_STD = 0.01
 _PAPER = "Lee, Yang & Hwang, AAAI 2018 (Deep Asymmetric Multi-task Feature Learning)"
@@ -117,11 +118,6 @@ AMTFL_DEFAULTS: dict[str, Any] = {p.name: p.default for p in AMTFL_PARAMS}
 DEEP_AMTFL_DEFAULTS: dict[str, Any] = {p.name: p.default for p in DEEP_AMTFL_PARAMS}
 KINDS = ("regression", "binary")
 AMTFL_GRID: dict[str, list[Any]] = {"alpha": [0.01, 0.1, 1.0], "gamma": [0.01, 1.0, 100.0]}
-
-
-def soft_threshold(x: torch.Tensor, thr: float | torch.Tensor) -> torch.Tensor:
-    """The ℓ1 prox ``argmin_v ½‖v − x‖² + thr‖v‖₁ = sign(x)·max(|x| − thr, 0)`` (elementwise, thr ≥ 0)."""
-    return torch.sign(x) * torch.clamp(x.abs() - thr, min=0.0)
 
 
 def _check_nonneg(hp: dict[str, Any], names: Sequence[str]) -> None:

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mtlkit.methods.trace_norm import to_paper_layout
+from mtlkit.nn.layouts import to_paper_layout
 
 
 def fold_tasks(x: torch.Tensor) -> torch.Tensor:

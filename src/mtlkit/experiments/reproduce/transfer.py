@@ -905,7 +905,7 @@ def _capacity_choice(widths: Sequence[int], cap: Mapping[str, Any]) -> tuple[int
 
 def sentiment_experiment(data: Any, st: Settings, ctx: Context | None = None, device: Any = None) -> SentimentResult:
     """The sentiment part (see the module's doc); every expensive step is `cached` beside the results store."""
-    from mtlkit.analysis.capacity import capacity_sweep
+    from mtlkit.experiments.capacity import capacity_sweep
     from mtlkit.experiments.tuning import train_tuned, tune
     from mtlkit.train.run import train_one
 

@@ -1,0 +1,1 @@
+"""Experiments: benchmarks, tuning, sweeps, the results store, reports and the paper reproductions."""
