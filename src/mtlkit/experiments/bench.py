@@ -20,7 +20,9 @@ from mtlkit.data.multitask import MultiTaskData
 from mtlkit.data.splits import Split
 from mtlkit.errors import MtlkitError
 from mtlkit.experiments import report
+from mtlkit.experiments.splits import make_splits as make_splits  # re-exported: the splits moved out
 from mtlkit.experiments.store import ResultsStore
+from mtlkit.experiments.tables import csv_text, markdown_table, mean_ci_text
 from mtlkit.methods import registry
 from mtlkit.progress import progress_bar, scope
 from mtlkit.train.metrics import LOWER_IS_BETTER, METRICS_BY_KIND, PRIMARY_METRIC
@@ -73,24 +75,6 @@ class LeaderboardRow:
     improvement: float | None
     hurt: int | None
     seconds: float
-
-
-def make_splits(data: MultiTaskData, n_splits: int, seed: int = 0, test: float = 0.2,
-                val: float = 0.2) -> list[tuple[str, Split]]:
-    """The data set's own predefined splits when it has them (School: Argyriou's), else random ones."""
-    if n_splits < 1:
-        raise MtlkitError(f"--splits must be at least 1, got {n_splits}")
-    out = []
-    if data.predefined_splits:
-        if n_splits > len(data.predefined_splits):
-            raise MtlkitError(f"{data.name} has {len(data.predefined_splits)} predefined splits; asked for {n_splits}")
-        for i in range(n_splits):
-            tr, te = data.predefined_splits[i]
-            out.append((f"given-{i + 1}", data.split_indices(tr, te, val_fraction=val, seed=seed + i)))
-    else:
-        for i in range(n_splits):
-            out.append((f"seed-{seed + i}", data.split(test=test, val=val, seed=seed + i)))
-    return out
 
 
 def run_bench(data: MultiTaskData, methods: Sequence[str], n_splits: int = 3, seed: int = 0,
@@ -245,22 +229,19 @@ def leaderboard_markdown(res: BenchResult, command: str = "", machine: str = "")
             f"splits: {', '.join(res.splits)}" + (f"; machine: {machine}" if machine else ""), ""]
     out += [f"- {n}" for n in res.notes] + ([""] if res.notes else [])
     tuned = bool(res.tuning)
-    out += [f"| method | test {res.metric} ({arrow}), mean ± 95% CI | Δ vs {ref or 'STL'} (%) | tasks hurt | "
-            "time (s) |" + (" trials | at edge |" if tuned else ""),
-            "|---|---|---|---|---|" + ("---|---|" if tuned else "")]
+    lb = []
     for r in rows:
         hurt = "–" if r.hurt is None else f"{r.hurt}/{len(res.task_names)}"
-        out.append(f"| {r.method} | {r.mean:.3f} ± {_fmt(r.ci, '.3f')} | {_fmt(r.improvement)} | {hurt} | "
-                   f"{r.seconds:.1f} |" + (f" {_trials_cell(res, r.method)} | {edge_text(res, r.method)} |"
-                                             if tuned else ""))
+        lb.append([r.method, mean_ci_text(r.mean, r.ci, 3), _fmt(r.improvement), hurt, f"{r.seconds:.1f}"]
+                  + ([_trials_cell(res, r.method), edge_text(res, r.method)] if tuned else []))
+    out += markdown_table(["method", f"test {res.metric} ({arrow}), mean ± 95% CI", f"Δ vs {ref or 'STL'} (%)",
+                           "tasks hurt", "time (s)", *(["trials", "at edge"] if tuned else [])], lb, escape=True)
     out += ["", IMPROVEMENT_DEFINITION, "", *budget_lines(res), "",
             f"## Per task: test {res.metric}, mean over splits", ""]
     methods = list(res.scores)
-    out.append("| task | " + " | ".join(methods) + " |")
-    out.append("|---|" + "---|" * len(methods))
     per_task = {m: report.task_summary(res.scores[m])[0] for m in methods}
-    for t, nm in enumerate(res.task_names):
-        out.append(f"| {nm} | " + " | ".join(_fmt(float(per_task[m][t]), ".3f") for m in methods) + " |")
+    out += markdown_table(["task", *methods], [[nm, *(_fmt(float(per_task[m][t]), ".3f") for m in methods)]
+                                               for t, nm in enumerate(res.task_names)], escape=True)
     out += ["", "## Hyper-parameters", "",
             "Values that differ between splits were selected on each split's validation part (listed per "
             "split); the others were the same for every split.", ""]
@@ -303,12 +284,13 @@ def budget_lines(res: BenchResult) -> list[str]:
         out.append(f"**Equal budget**: every method had {first.budget} trials (TPE, seed {first.seed}) over its "
                    f"declared search space (`mtlkit methods NAME`), {first.selection_text()}; scored on validation "
                    f"{first.metric} (mean over tasks), never on test rows. Pruned trials count toward the budget.")
-        out += ["", "| method | budget used | search space | selected | at edge |", "|---|---|---|---|---|"]
         from mtlkit.experiments.tuning import params_text, space_text
 
-        for m, t in res.tuning.items():
-            sel = " / ".join(dict.fromkeys(params_text({k: h[k] for k in t.space if k in h}) for h in t.hparams))
-            out.append(f"| {m} | {t.budget_text()} | {space_text(t.space)} | {sel} | {edge_text(res, m)} |")
+        rows = [[m, t.budget_text(), space_text(t.space),
+                 " / ".join(dict.fromkeys(params_text({k: h[k] for k in t.space if k in h}) for h in t.hparams)),
+                 edge_text(res, m)] for m, t in res.tuning.items()]
+        out += ["", *markdown_table(["method", "budget used", "search space", "selected", "at edge"], rows,
+                                    escape=True)]
         lines = [f"- {t.method}: {line}" for t in res.tuning.values() for line in t.edge_lines()]
         out += [""] + lines if lines else []
     elif res.selection == "grid":
@@ -328,10 +310,7 @@ def write_results(res: BenchResult, out_dir: str | Path, command: str = "", mach
     md = d / f"bench-{res.dataset}.md"
     md.write_text(leaderboard_markdown(res, command, machine))
     csv = d / f"bench-{res.dataset}.csv"
-    lines = [f"method,split,task,{res.metric}"]
-    for m, s in res.scores.items():
-        for i, sp in enumerate(res.splits):
-            for t, nm in enumerate(res.task_names):
-                lines.append(f"{m},{sp},{nm},{s[i, t]:.6g}")
-    csv.write_text("\n".join(lines) + "\n")
+    csv.write_text(csv_text(["method", "split", "task", res.metric],
+                            [[m, sp, nm, f"{s[i, t]:.6g}"] for m, s in res.scores.items()
+                             for i, sp in enumerate(res.splits) for t, nm in enumerate(res.task_names)]))
     return [md, csv]

@@ -1,9 +1,9 @@
 """What every reproduction shares: the provenance a results file starts with, the select-then-evaluate
-protocol over splits, and Markdown tables that put our numbers beside the paper's."""
+protocol over splits. Tables and ``mean ± CI`` cells come from `mtlkit.experiments.tables` (``fmt``,
+``markdown_table`` and ``mean_ci_cell`` are re-exported here for the reproductions that import them from here)."""
 
 from __future__ import annotations
 
-import math
 import platform
 import shlex
 import sys
@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from mtlkit.data.multitask import MultiTaskData
-from mtlkit.experiments import report
 from mtlkit.experiments.bench import BenchResult, run_bench
 from mtlkit.experiments.store import ResultsStore
+from mtlkit.experiments.tables import fmt, markdown_table, mean_ci_cell  # noqa: F401 (re-exported for the reproductions)
 from mtlkit.train.run import versions
 
 
@@ -116,20 +116,3 @@ def quick_grids(data: MultiTaskData, methods: Sequence[str]) -> dict[str, dict[s
     from mtlkit.methods import registry
 
     return {m: {k: list(v)[:1] for k, v in registry.get(m).grid_for(data.kind).items()} for m in methods}
-
-
-def fmt(x: float | None, decimals: int = 2) -> str:
-    """A number for a table; – for missing."""
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{decimals}f}"
-
-
-def mean_ci_cell(scores: np.ndarray, decimals: int = 2) -> str:
-    """``mean ± CI`` of the task-averaged score over splits (``scores`` [splits, T])."""
-    mean, ci = report.summarize(scores)
-    return f"{fmt(mean, decimals)} ± {fmt(ci, decimals)}"
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    """A Markdown table as lines."""
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + \
-        ["| " + " | ".join(r) + " |" for r in rows]

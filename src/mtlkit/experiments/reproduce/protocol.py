@@ -21,7 +21,8 @@ import numpy as np
 
 from mtlkit.data.multitask import MultiTaskData
 from mtlkit.experiments.bench import BenchResult, run_bench
-from mtlkit.experiments.reproduce.common import Context, markdown_table
+from mtlkit.experiments.reproduce.common import Context
+from mtlkit.experiments.tables import escape_markdown, markdown_table
 from mtlkit.methods import registry
 from mtlkit.train.config import method_defaults
 
@@ -115,7 +116,7 @@ def budget_lines(tuning: Mapping[str, Mapping[str, Any]], keys: Sequence[str] | 
         sel = t.get("best_params") or {}
         shown = {k: v for k, v in sel.items() if keys is None or k in keys}
         edges = ", ".join(f"⚠ {k} ({side})" for k, side in (t.get("edges") or {}).items()) or "–"
-        rows.append([m, str(t.get("budget_text", "")), str(t.get("space_text", "")).replace("|", "\\|"),
+        rows.append([m, str(t.get("budget_text", "")), escape_markdown(str(t.get("space_text", ""))),
                      ", ".join(f"{k}={_fmt(v)}" for k, v in shown.items()) or "–", edges])
     budgets = {t.get("budget") for t in tuning.values()}
     head = ["Every method was tuned with the same budget: "
