@@ -16,7 +16,8 @@ from safetensors.torch import load_file, save_file
 
 import mtlkit
 from mtlkit import cli
-from mtlkit.cli import _parse_hparams, main
+from mtlkit.cli import main
+from mtlkit.commands.common import parse_hparams
 from mtlkit.errors import MtlkitError
 from mtlkit.train import checkpoint as ckpt_io
 
@@ -91,14 +92,14 @@ def test_bench_out_under_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 
 def test_parse_hparams_values() -> None:
-    assert _parse_hparams(["hidden=[64, 32]", "lr=.5", "epochs=+3", "optimizer=adam", "x=1e-3"]) == \
+    assert parse_hparams(["hidden=[64, 32]", "lr=.5", "epochs=+3", "optimizer=adam", "x=1e-3"]) == \
         {"hidden": [64, 32], "lr": 0.5, "epochs": 3, "optimizer": "adam", "x": 1e-3}
     with pytest.raises(MtlkitError, match=r"--set 'hidden=\[64, 32\]'"):
-        _parse_hparams(["hidden=(64, 32"])
+        parse_hparams(["hidden=(64, 32"])
     with pytest.raises(MtlkitError, match="not a number"):
-        _parse_hparams(["lr=1e-3x"])
+        parse_hparams(["lr=1e-3x"])
     with pytest.raises(MtlkitError, match="NAME=VALUE"):
-        _parse_hparams(["=3"])
+        parse_hparams(["=3"])
 
 
 def test_path_oserror_is_one_line_but_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch,

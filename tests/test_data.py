@@ -632,7 +632,7 @@ def test_bench_splits_of_a_regression_data_set_are_different_test_sets():
     """`bench`'s 3 random splits of regression data (srdml-synthetic) are 3 different test sets, so its CI is
     over splits, not over one split repeated."""
     from mtlkit.datasets import load
-    from mtlkit.experiments.bench import make_splits
+    from mtlkit.experiments.splits import make_splits
 
     splits = make_splits(load("srdml-synthetic"), 3, seed=0)
     tests = [tuple(np.concatenate(s.indices["test"])) for _, s in splits]

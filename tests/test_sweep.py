@@ -24,7 +24,7 @@ import mtlkit
 from mtlkit.cli import main
 from mtlkit.errors import MtlkitError
 from mtlkit.experiments import sweep as sw
-from mtlkit.experiments.bench import make_splits
+from mtlkit.experiments.splits import make_splits
 from mtlkit.experiments.store import ResultsStore
 from mtlkit.hparams import log_range
 

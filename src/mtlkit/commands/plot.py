@@ -70,7 +70,7 @@ def _experiment(args: argparse.Namespace) -> str | None:
 
 def _out(args: argparse.Namespace, default: Path) -> Path:
     """The figures' folder (``--out``, else ``default``), refused in one line if it cannot be written."""
-    from mtlkit.cli import check_output_path
+    from mtlkit.commands.common import check_output_path
 
     out = args.out if args.out is not None else default
     check_output_path(out, "--out")

@@ -42,7 +42,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Build the report from the store, print its Markdown, write the files asked for."""
-    from mtlkit.cli import check_output_path
+    from mtlkit.commands.common import check_output_path
     from mtlkit.experiments.report import FORMATS, report_from_store, to_markdown, write_report
     from mtlkit.experiments.store import ResultsStore
 

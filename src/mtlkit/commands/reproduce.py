@@ -53,7 +53,7 @@ def _complete(name: str, r: argparse.ArgumentParser) -> None:
     """Add reproduction ``name``'s own options and the common ones to its (still empty) parser."""
     if getattr(r, "_mtlkit_complete", False):
         return
-    from mtlkit.cli import add_data_dir_argument
+    from mtlkit.commands.common import add_data_dir_argument
     from mtlkit.experiments.reproduce import get
     from mtlkit.progress import QuietFlag
 

@@ -28,7 +28,7 @@ never interrupted (bitwise on the CPU). With --grid each grid point checkpoints 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Register `mtlkit train` on the CLI's sub-command parsers."""
-    from mtlkit.cli import add_data_arguments
+    from mtlkit.commands.common import add_data_arguments
 
     p = sub.add_parser("train", help="train one method on one split; checkpoints, resume, TensorBoard",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -67,8 +67,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 def cmd_train(args: argparse.Namespace) -> int:
     """Load the data, make the split, train (or resume), print the test metrics, save if asked."""
     import mtlkit
-    from mtlkit.cli import _parse_hparams, check_output_path, load_data_from_args
-    from mtlkit.experiments.bench import make_splits
+    from mtlkit.commands.common import check_output_path, load_data_from_args, parse_hparams
+    from mtlkit.experiments.splits import make_splits
     from mtlkit.train import checkpoint as ckpt_io
     from mtlkit.train.run import grid_point_path
 
@@ -81,7 +81,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if path is not None:  # before any training: a run is not lost to an output path that cannot be written
             check_output_path(path, option, kind)
     entry = mtlkit.methods.get(args.method)
-    hparams = _parse_hparams(args.set)
+    hparams = parse_hparams(args.set)
     data = load_data_from_args(args)
     grid = None
     if args.grid:

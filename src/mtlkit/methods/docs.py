@@ -44,8 +44,8 @@ def _ordered(names: list[str]) -> list[str]:
 def render() -> str:
     """The whole reference as Markdown."""
     from mtlkit.methods import registry
-    from mtlkit.optim.combiners import COMBINERS
     from mtlkit.methods.params import TRAIN_PARAMS, method_params
+    from mtlkit.optim.combiners import COMBINERS
 
     lines = [
         "# Hyper-parameters",

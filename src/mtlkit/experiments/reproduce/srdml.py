@@ -22,7 +22,7 @@ from matplotlib.ticker import FormatStrFormatter
 from scipy import stats
 
 from mtlkit.data.multitask import MultiTaskData
-from mtlkit.experiments.bench import BenchResult, make_splits, run_bench
+from mtlkit.experiments.bench import BenchResult, run_bench
 from mtlkit.experiments.claims import Claim, verdict, write_claims
 from mtlkit.experiments.reproduce.common import (
     Context,
@@ -32,6 +32,7 @@ from mtlkit.experiments.reproduce.common import (
     provenance,
 )
 from mtlkit.experiments.reproduce.protocol import budget_lines, edge_warnings, tune_then_evaluate
+from mtlkit.experiments.splits import make_splits
 from mtlkit.experiments.stats import mean_ci, taskwise_improvement
 
 DESCRIPTION = ("SRDML (Bai & Zhao, KDD 2022): synthetic Fig. 4b-d and Table 3; Tables 2 and 4 on CIFAR-MTL's "

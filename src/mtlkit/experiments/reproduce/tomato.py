@@ -17,7 +17,7 @@ from scipy.optimize import linear_sum_assignment
 from mtlkit.data.multitask import MultiTaskData
 from mtlkit.datasets import load
 from mtlkit.experiments import report
-from mtlkit.experiments.bench import BenchResult, make_splits
+from mtlkit.experiments.bench import BenchResult
 from mtlkit.experiments.claims import Claim, verdict, write_claims
 from mtlkit.experiments.reproduce.common import (
     Context,
@@ -28,6 +28,7 @@ from mtlkit.experiments.reproduce.common import (
     quick_subset,
 )
 from mtlkit.experiments.reproduce.protocol import budget_lines, edge_warnings, tune_then_evaluate
+from mtlkit.experiments.splits import make_splits
 from mtlkit.experiments.stats import mean_ci
 
 DESCRIPTION = "TOMATO (Zhang & Lee, CIKM 2020) Tables 3-4 and Fig. 4 on synthetic, mnist-mtl, school-3class"

@@ -13,7 +13,7 @@ import numpy as np
 
 from mtlkit.data.multitask import MultiTaskData
 from mtlkit.errors import MtlkitError
-from mtlkit.experiments.bench import make_splits
+from mtlkit.experiments.splits import make_splits
 from mtlkit.experiments.stats import mean_ci
 from mtlkit.experiments.store import ResultsStore
 from mtlkit.experiments.sweep.report import write_report

@@ -16,7 +16,7 @@ import numpy as np
 from mtlkit.data.multitask import MultiTaskData
 from mtlkit.data.splits import Split
 from mtlkit.errors import MtlkitError
-from mtlkit.experiments.bench import make_splits
+from mtlkit.experiments.splits import make_splits
 from mtlkit.experiments.sweep.space import SweepSpec, make_spec, spaces
 from mtlkit.experiments.sweep.storage import (
     DEFINITION_ATTR,
