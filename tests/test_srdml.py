@@ -113,6 +113,30 @@ def test_heterogeneous_penalty_counts_only_labelled_rows() -> None:
     torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_row_sample_is_the_penalty_on_the_drawn_rows_and_unbiased(reduction: str) -> None:
+    """Per-task input with ``saliency_rows = m``: the penalty is the regulariser on the m rows torch's generator
+    draws (weighted n/m for ``sum``), and its mean over many draws is the all-rows penalty."""
+    net, x = _net(shared=False)
+    _random_omega(net, seed=5)
+    out = net(x)
+    batch = Batch(x=x, y=torch.zeros(T, B), mask=torch.ones(T, B, dtype=torch.bool), shared=False)
+    n, m = T * B, 5
+    s_all = saliency(net, out.features["shared"]).detach()
+    torch.manual_seed(11)
+    got = srdml_penalty(1.0, "l1", reduction, saliency_rows=m)(net, out, batch)
+    torch.manual_seed(11)
+    pick = torch.randperm(n)[:m]
+    w = torch.full((m,), 1 / m if reduction == "mean" else n / m, dtype=torch.float64)
+    torch.testing.assert_close(got, srdml_regularizer(net, s_all[:, pick], w, "l1"))
+    full = srdml_penalty(1.0, "l1", reduction, saliency_rows=0)(net, out, batch)
+    assert torch.equal(full, srdml_penalty(1.0, "l1", reduction, saliency_rows=n)(net, out, batch))
+    pen = srdml_penalty(1.0, "l1", reduction, saliency_rows=m)
+    draws = torch.stack([pen(net, out, batch).detach() for _ in range(400)])
+    # the standard error of the mean of 400 draws bounds the test's tolerance (4 s.e.)
+    assert abs(float(draws.mean() - full)) < 4 * float(draws.std()) / 20
+
+
 @pytest.mark.parametrize("dist", ["l1", "l2"])
 def test_penalty_is_invariant_to_scaling_omega(dist: str) -> None:
     net, x = _net()

@@ -18,7 +18,10 @@ Objective (Eq. 4): ``Σ_t w_t L_t + λ Σ_{i<j} (ω_ij / Σ_{i<j} ω_ij) · dist
 
 Decisions where the paper is silent: the distance is averaged over the batch's samples (``reduction="mean"``; the
 authors' code sums, ``reduction="sum"``, which ties λ to the batch size); with heterogeneous inputs (each task its
-own rows) the saliencies of all heads are compared on the pooled labelled rows of the batch; tasks must have one
+own rows) the saliencies of all heads are compared on the pooled labelled rows of the batch — at most
+``saliency_rows`` of them (512), drawn at random each step, so the pass costs O(T²·m), not O(T³·B) (the paper assumes
+one input shared by all tasks and says nothing of this case; a uniform row sample keeps the penalty unbiased, where
+comparing per-task mean saliencies would change what is measured); tasks must have one
 output (regression or binary: the head's logit is the score whose saliency is taken). ``learn_omega=False`` keeps
 ω = 1 (Table 4's "without ω" ablation). ``warm_start=True`` follows the authors' two phases: hard-share is trained
 first with the same hyper-parameters (their ``pretrain.py``) and SRDML starts from its bottom and heads.
@@ -70,6 +73,9 @@ SRDML_PARAMS: tuple[HParam, ...] = (
            choices=DISTS),
     HParam("reduction", "str", "mean", "the regulariser over a batch's samples: mean, or sum (the authors' code; "
            "ties λ to the batch size)", choices=REDUCTIONS),
+    HParam("saliency_rows", "int", 512, "per-task input only: the tasks' saliencies are compared on at most this "
+           "many rows of the pooled T·B batch, drawn at random each step (0 = every row: O(T²·B) head passes and "
+           "O(T³·B) distances); shared input always uses the batch's B rows", low=0),
     HParam("learn_omega", "bool", True, "learn the task graph ω ≥ 0 (False: ω = 1, Table 4's ablation)"),
     HParam("warm_start", "bool", False, "the authors' two phases: train hard-share first with the same "
            "hyper-parameters and start from it"),
@@ -183,8 +189,15 @@ def srdml_regularizer(model: SRDMLNet, s: torch.Tensor, row_weights: torch.Tenso
     return (w * pair_distances(s, row_weights, dist)).sum() / norm
 
 
-def srdml_penalty(lam: float, dist: str = "l1", reduction: str = "mean") -> Penalty:
-    """The Trainer's penalty ``λ·R``: saliencies of the batch's feature map ``out.features["shared"]``."""
+def srdml_penalty(lam: float, dist: str = "l1", reduction: str = "mean", saliency_rows: int = 0) -> Penalty:
+    """The Trainer's penalty ``λ·R``: saliencies of the batch's feature map ``out.features["shared"]``.
+
+    On per-task input every head is compared on the pooled rows of all tasks; with ``saliency_rows = m > 0`` and
+    more than m pooled rows, on m rows drawn uniformly without replacement (torch's global generator, so a seed
+    fixes them), weighted so that the penalty is an unbiased estimate of the all-rows one: the heads then run on
+    T·m rows and the distances cost O(T²·m) instead of O(T²·T·B)."""
+    if saliency_rows < 0:
+        raise ValueError(f"SRDML saliency_rows must be ≥ 0, got {saliency_rows}")
     if dist not in DISTS:
         raise ValueError(f"SRDML dist must be one of {', '.join(DISTS)}, got {dist!r}")
     if reduction not in REDUCTIONS:
@@ -193,11 +206,19 @@ def srdml_penalty(lam: float, dist: str = "l1", reduction: str = "mean") -> Pena
     def pen(model: nn.Module, out: ModelOutput, batch: Batch) -> torch.Tensor:
         assert isinstance(model, SRDMLNet)
         a = out.features["shared"]
-        s = saliency(model, a)
         if model.shared:
+            s = saliency(model, a)
             r = torch.ones(s.shape[1], dtype=s.dtype, device=s.device)
         else:  # pooled rows of all tasks: padding rows count 0
-            r = batch.mask.reshape(-1).to(s.dtype)
+            rows = a.reshape(-1, *a.shape[2:])
+            r = batch.mask.reshape(-1).to(a.dtype)
+            n_rows = rows.shape[0]
+            if 0 < saliency_rows < n_rows:
+                pick = torch.randperm(n_rows, device=a.device)[:saliency_rows]
+                rows, r = rows[pick], r[pick]
+                if reduction == "sum":  # Σ over the sample · n/m estimates the sum over all rows
+                    r = r * (n_rows / saliency_rows)
+            s = saliency(model, rows)
         world = _world_size()
         if world > 1:  # DDP averages the ranks' gradients: weight rows as the single-process global batch would
             n = r.sum()
@@ -232,7 +253,7 @@ def _build_srdml(info: DataInfo, hp: dict[str, Any]) -> MethodParts:
                          "backbone='cnn' set hidden=[] so that hard-share's network is SRDML's (its heads read the "
                          f"last conv map), got hidden={hp['hidden']}")
     model = SRDMLNet(info, **{k: hp[k] for k in _ARCH_KEYS})
-    pen = srdml_penalty(lam, str(hp["dist"]), str(hp["reduction"]))
+    pen = srdml_penalty(lam, str(hp["dist"]), str(hp["reduction"]), int(hp["saliency_rows"]))
     if lam == 0 or not hp["learn_omega"]:
         model.omega.requires_grad_(False)  # fixed at 1 (and never handed to the optimizer)
     prox: list[Prox] = [omega_prox] if model.omega.requires_grad else []
