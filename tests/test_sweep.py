@@ -27,6 +27,7 @@ from mtlkit.experiments import sweep as sw
 from mtlkit.experiments.splits import make_splits
 from mtlkit.experiments.store import ResultsStore
 from mtlkit.hparams import log_range
+from mtlkit.methods import registry
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -91,7 +92,7 @@ def test_bad_definitions_are_user_errors(digits: mtlkit.MultiTaskData) -> None:
     with pytest.raises(MtlkitError, match="listed twice"):
         sw.make_spec("hard-share", digits, space={"lr": [1e-3, 1e-3]})
     # Default: the declared tuning space (registry.search_space), searched with a budget; ranges need --trials.
-    declared = sw._declared_space("hard-share", "binary")  # registry.search_space for binary tasks
+    declared = registry.search_space("hard-share", "binary")  # the one declaration, for binary tasks
     spec = sw.make_spec("hard-share", digits, n_trials=4, fixed={"lr": 1e-2})
     assert not spec.is_grid and spec.space == {k: sw.space_to_dim(v) for k, v in declared.items() if k != "lr"}
     with pytest.raises(MtlkitError, match="declared search space of 'hard-share' has ranges.*--trials"):

@@ -44,9 +44,6 @@ from mtlkit.experiments.sweep.space import (
     space_to_dim,
     spaces,
 )
-from mtlkit.experiments.sweep.space import (
-    _declared_space as _declared_space,
-)
 from mtlkit.experiments.sweep.storage import (
     DEFINITION_ATTR,
     GRACE_PERIOD,

@@ -210,7 +210,7 @@ def make_spec(method: str, data: MultiTaskData, *, n_splits: int = 3, seed: int 
     known = set(registry.describe(entry.name)["hyperparameters"])
     declared = space is None
     if space is None:
-        space = {k: v for k, v in _declared_space(entry.name, data.kind).items() if k not in fixed}
+        space = {k: v for k, v in registry.search_space(entry.name, data.kind).items() if k not in fixed}
     dims = {name: _as_dimension(name, s) for name, s in space.items()}
     unknown = sorted((set(dims) | set(fixed)) - known)
     if unknown:
@@ -245,13 +245,6 @@ def make_spec(method: str, data: MultiTaskData, *, n_splits: int = 3, seed: int 
     if not dims:
         raise MtlkitError(f"nothing to search: {entry.name!r} declares no tuning space; give --param NAME=...")
     return SweepSpec(sampler=sampler, n_trials=int(n_trials), **common)
-
-
-def _declared_space(method: str, kind: str) -> dict[str, Space]:
-    try:
-        return dict(registry.search_space(method, kind))  # type: ignore[call-arg]
-    except TypeError:  # a registry whose search_space takes no task kind
-        return dict(registry.search_space(method))
 
 
 def spaces(spec: SweepSpec) -> dict[str, Space]:

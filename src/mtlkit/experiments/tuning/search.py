@@ -21,13 +21,6 @@ SELECTIONS = ("first", "each")
 PRUNERS = ("median",)
 
 
-def _search_space(method: str, kind: str) -> dict[str, Space]:
-    try:
-        return dict(registry.search_space(method, kind))  # type: ignore[call-arg]
-    except TypeError:  # a registry whose search_space takes no task kind
-        return dict(registry.search_space(method))
-
-
 def _as_splits(splits: Sequence[Split | tuple[str, Split]]) -> list[tuple[str, Split]]:
     out = []
     for i, s in enumerate(splits):
@@ -80,7 +73,7 @@ def tune(method: str, splits: Sequence[Split | tuple[str, Split]], *, trials: in
     if unknown:
         raise MtlkitError(f"unknown hyper-parameter(s) {', '.join(unknown)} for method {entry.name!r}; "
                           f"known: {', '.join(sorted(params))}")
-    sp = dict(space) if space is not None else _search_space(entry.name, kind)
+    sp = dict(space) if space is not None else registry.search_space(entry.name, kind)
     bad = sorted(set(sp) - set(params))
     if bad:
         raise MtlkitError(f"the search space names hyper-parameter(s) {', '.join(bad)} that {entry.name!r} lacks")
