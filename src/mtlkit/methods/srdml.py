@@ -19,7 +19,7 @@ Objective (Eq. 4): ``Σ_t w_t L_t + λ Σ_{i<j} (ω_ij / Σ_{i<j} ω_ij) · dist
 Decisions where the paper is silent: the distance is averaged over the batch's samples (``reduction="mean"``; the
 authors' code sums, ``reduction="sum"``, which ties λ to the batch size); with heterogeneous inputs (each task its
 own rows) the saliencies of all heads are compared on the pooled labelled rows of the batch — at most
-``saliency_rows`` of them (512), drawn at random each step, so the pass costs O(T²·m), not O(T³·B) (the paper assumes
+``saliency_rows`` of them (32, the default batch size), drawn at random each step, so the pass costs O(T²·m), not O(T³·B) (the paper assumes
 one input shared by all tasks and says nothing of this case; a uniform row sample keeps the penalty unbiased, where
 comparing per-task mean saliencies would change what is measured); tasks must have one
 output (regression or binary: the head's logit is the score whose saliency is taken). ``learn_omega=False`` keeps
@@ -73,9 +73,10 @@ SRDML_PARAMS: tuple[HParam, ...] = (
            choices=DISTS),
     HParam("reduction", "str", "mean", "the regulariser over a batch's samples: mean, or sum (the authors' code; "
            "ties λ to the batch size)", choices=REDUCTIONS),
-    HParam("saliency_rows", "int", 512, "per-task input only: the tasks' saliencies are compared on at most this "
+    HParam("saliency_rows", "int", 32, "per-task input only: the tasks' saliencies are compared on at most this "
            "many rows of the pooled T·B batch, drawn at random each step (0 = every row: O(T²·B) head passes and "
-           "O(T³·B) distances); shared input always uses the batch's B rows", low=0),
+           "O(T³·B) distances). The default is the default batch size, so per-task input costs what shared input "
+           "(the paper's setting, B rows) costs; shared input always uses the batch's B rows", low=0),
     HParam("learn_omega", "bool", True, "learn the task graph ω ≥ 0 (False: ω = 1, Table 4's ablation)"),
     HParam("warm_start", "bool", False, "the authors' two phases: train hard-share first with the same "
            "hyper-parameters and start from it"),
