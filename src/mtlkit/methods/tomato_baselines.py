@@ -145,9 +145,11 @@ class MMoENet(nn.Module):
         if self.shared:
             f = self.expert_act(self.experts(z))  # [E, B, d]
             return torch.einsum("tbe,ebd->tbd", g, f)
-        f = self.expert_act(torch.einsum("tbh,ehd->tebd", z, self.experts.weight)
-                            + self.experts.bias[None, :, None, :])  # [T, E, B, d]
-        return torch.einsum("tbe,tebd->tbd", g, f)
+        # every expert on every task's rows, as one layer call on the task-major rows [T·B, h] → [E, T·B, d] (so a
+        # per-task-gradient combiner's TaskTape takes the experts' T gradients from one backward pass)
+        T, B = z.shape[0], z.shape[1]
+        f = self.expert_act(self.experts(z.reshape(T * B, z.shape[-1])))
+        return torch.einsum("tbe,etbd->tbd", g, f.reshape(f.shape[0], T, B, f.shape[-1]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.heads(self.mixed(x))
