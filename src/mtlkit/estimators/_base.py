@@ -23,8 +23,9 @@ __all__ = ["MultiTaskClassifier", "MultiTaskEstimator", "MultiTaskRegressor"]
 
 
 class MultiTaskEstimator(BaseEstimator):
-    """Base class: subclasses name the registered ``_method``, the ``__init__`` parameters that are the
-    method's hyper-parameters (``_hparams``), and whether the model is linear (``coef_`` / ``intercept_``).
+    """Base class: subclasses name the registered ``_method`` and whether the model is linear (``coef_`` /
+    ``intercept_``); the ``__init__`` parameters that the method declares (`mtlkit.methods.params.method_params`)
+    are passed to it as hyper-parameters (`_hparam_names`), so no estimator keeps its own list of the method's keys.
 
     Every subclass also takes ``standardize`` (standardise features, and regression targets, on the training
     rows, as `mtlkit.train` does; ``coef_`` is reported on the original scale either way), ``device``
@@ -37,7 +38,6 @@ class MultiTaskEstimator(BaseEstimator):
 
     _method: ClassVar[str]
     _kind: ClassVar[str]
-    _hparams: ClassVar[tuple[str, ...]] = ()
     _linear: ClassVar[bool] = True
 
     # ------------------------------------------------------------------ fit
@@ -53,7 +53,7 @@ class MultiTaskEstimator(BaseEstimator):
         data = self._to_data(X, y, task)
         split = Split(train=data, val=None, test=None, indices={}, description="all rows (scikit-learn fit)",
                       source=data)
-        hp = {k: getattr(self, k) for k in self._hparams if getattr(self, k) is not None}  # None: method default
+        hp = {k: getattr(self, k) for k in self._hparam_names() if getattr(self, k) is not None}  # None: default
         self.run_ = train_one(self._method, split, hp, seed=int(self.random_state), device=self.device,
                               progress=False, standardize=bool(self.standardize))
         self.n_features_in_ = X.shape[1]
@@ -63,6 +63,16 @@ class MultiTaskEstimator(BaseEstimator):
         if isinstance(solver, dict) and "n_iter" in solver:
             self.n_iter_ = int(solver["n_iter"])
         return self
+
+    @classmethod
+    def _hparam_names(cls) -> tuple[str, ...]:
+        """The ``__init__`` parameters that are hyper-parameters of ``_method``, read off its declaration (the
+        others, ``standardize``, ``device``, ``random_state``, are the estimator's own)."""
+        from mtlkit.methods import registry
+        from mtlkit.methods.params import method_params
+
+        declared = method_params(registry.get(cls._method))
+        return tuple(k for k in cls._get_param_names() if k in declared)
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()

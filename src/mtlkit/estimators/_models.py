@@ -1,5 +1,6 @@
 """Concrete scikit-learn estimators for the linear multi-task methods: one regressor and one binary classifier
-per method, each with explicit ``__init__`` parameters (scikit-learn's ``get_params`` reads them)."""
+per method, each with explicit ``__init__`` parameters (scikit-learn's ``get_params`` reads them). Which of them
+are the method's hyper-parameters is read off the method's declaration (`MultiTaskEstimator._hparam_names`)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ __all__ = [
 class STLLinear(MultiTaskRegressor):
     """Method ``stl-linear``: ridge regression per task, ``alpha``·‖w_t‖² with an unpenalised intercept."""
 
-    _method, _hparams = "stl-linear", ("alpha",)
+    _method = "stl-linear"
 
     def __init__(self, alpha: float = 1.0, standardize: bool = True, device: str | None = "cpu",
                  random_state: int = 0) -> None:
@@ -24,7 +25,7 @@ class STLLinear(MultiTaskRegressor):
 class STLLinearClassifier(MultiTaskClassifier):
     """Method ``stl-linear`` on binary tasks: L2-regularised logistic regression per task (inverse strength C)."""
 
-    _method, _hparams = "stl-linear", ("C",)
+    _method = "stl-linear"
 
     def __init__(self, C: float = 1.0, standardize: bool = True, device: str | None = "cpu",
                  random_state: int = 0) -> None:
@@ -43,25 +44,25 @@ class _SparseParams:
 class Lasso(_SparseParams, MultiTaskRegressor):
     """Method ``lasso``: per-task mean squared error + ``lam``·‖W‖₁, solved by FISTA (see methods.shallow)."""
 
-    _method, _hparams = "lasso", ("lam", "max_iter", "tol")
+    _method = "lasso"
 
 
 class LassoClassifier(_SparseParams, MultiTaskClassifier):
     """Method ``lasso`` on binary tasks: per-task mean logistic loss + ``lam``·‖W‖₁."""
 
-    _method, _hparams = "lasso", ("lam", "max_iter", "tol")
+    _method = "lasso"
 
 
 class L21(_SparseParams, MultiTaskRegressor):
     """Method ``l21``: joint feature selection, ``lam``·Σ_j ‖W[:, j]‖₂ over features shared by the tasks."""
 
-    _method, _hparams = "l21", ("lam", "max_iter", "tol")
+    _method = "l21"
 
 
 class L21Classifier(_SparseParams, MultiTaskClassifier):
     """Method ``l21`` on binary tasks (logistic loss)."""
 
-    _method, _hparams = "l21", ("lam", "max_iter", "tol")
+    _method = "l21"
 
 
 class _RMTLParams:
@@ -76,13 +77,13 @@ class _RMTLParams:
 class RMTL(_RMTLParams, MultiTaskRegressor):
     """Method ``rmtl``: robust MTL, W = L + S with a trace norm on L and a task-wise group norm on S."""
 
-    _method, _hparams = "rmtl", ("lam_l", "lam_s", "max_iter", "tol")
+    _method = "rmtl"
 
 
 class RMTLClassifier(_RMTLParams, MultiTaskClassifier):
     """Method ``rmtl`` on binary tasks (logistic loss)."""
 
-    _method, _hparams = "rmtl", ("lam_l", "lam_s", "max_iter", "tol")
+    _method = "rmtl"
 
 
 class _GoMTLParams:
@@ -100,13 +101,13 @@ class _GoMTLParams:
 class GoMTL(_GoMTLParams, MultiTaskRegressor):
     """Method ``go-mtl`` (Kumar & Daumé 2012): W = L·S, a shared basis of k latent tasks, sparse codes."""
 
-    _method, _hparams = "go-mtl", ("k", "mu", "lam", "iters", "inner")
+    _method = "go-mtl"
 
 
 class GoMTLClassifier(_GoMTLParams, MultiTaskClassifier):
     """Method ``go-mtl`` on binary tasks."""
 
-    _method, _hparams = "go-mtl", ("k", "mu", "lam", "iters", "inner")
+    _method = "go-mtl"
 
 
 class _AMTLParams:
@@ -124,10 +125,10 @@ class AMTL(_AMTLParams, MultiTaskRegressor):
     """Method ``amtl`` (Lee, Yang & Hwang 2016): asymmetric transfer, each task's weights built from the
     others' through a sparse, loss-weighted transfer matrix."""
 
-    _method, _hparams = "amtl", ("mu", "lam", "nonneg", "epochs", "lr")
+    _method = "amtl"
 
 
 class AMTLClassifier(_AMTLParams, MultiTaskClassifier):
     """Method ``amtl`` on binary tasks."""
 
-    _method, _hparams = "amtl", ("mu", "lam", "nonneg", "epochs", "lr")
+    _method = "amtl"
