@@ -30,6 +30,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from mtlkit._optional import require
     from mtlkit.experiments.bench import IMPROVEMENT_DEFINITION, edge_text, leaderboard, run_bench, write_results
     from mtlkit.experiments.store import ResultsStore
 
@@ -39,6 +40,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise MtlkitError(f"{', '.join(tuning)} need equal-budget tuning: give --trials N")
     if args.trials is not None and args.no_select:
         raise MtlkitError("--trials and --no-select contradict each other: tune, or use the defaults")
+    if args.trials is not None:
+        require("optuna", "equal-budget tuning (bench --trials)")
     data = load_data_from_args(args)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if not methods:
@@ -169,8 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. Bad input (`MtlkitError`) and a file-system error on a named path print one line,
     ``mtlkit: error: ...``, on stderr and exit 2; argparse's own usage errors exit 2 as well."""
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)  # inside: a sub-parser completed on demand may raise (a missing extra)
         return int(args.func(args))
     except MtlkitError as e:
         print("mtlkit: error: " + " ".join(line.strip() for line in str(e).splitlines() if line.strip()),

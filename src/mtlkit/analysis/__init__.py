@@ -17,6 +17,9 @@ __all__ = ["HasTaskRelations", "covariance_similarity", "similarity_matrix", "ta
 def __getattr__(name: str) -> Any:
     """Lazy access to the plotting functions, so importing `mtlkit.analysis` does not load matplotlib."""
     if name in _PLOTS:
+        from mtlkit._optional import require
+
+        require("matplotlib", "plots")
         from mtlkit.analysis import plots
 
         return getattr(plots, name)

@@ -56,7 +56,9 @@ def capacity_table(widths: Sequence[int], task_names: Sequence[str], mtl_val: np
     """Rows per task + ``Overall``: STL width (per-task best on val), STL test, MTL width (one, best on the
     task-mean val), MTL test, MTL − STL. Overall: STL capacity = SUM of the per-task widths (the paper's 1205),
     metrics = task means."""
-    import pandas as pd
+    from mtlkit._optional import require
+
+    pd = require("pandas", "the capacity table")
 
     W, T = len(widths), len(task_names)
     arrs = [np.asarray(a, dtype=np.float64) for a in (mtl_val, mtl_test, stl_val, stl_test)]

@@ -57,6 +57,13 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     return p
 
 
+def _require_matplotlib() -> None:
+    """A plot command without matplotlib installed: one line naming the extra."""
+    from mtlkit._optional import require
+
+    require("matplotlib", "mtlkit plot")
+
+
 def _store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", type=Path, default=DEFAULT_STORE, help=f"results store (default {DEFAULT_STORE})")
     p.add_argument("--experiment", default="bench", help="experiment whose runs to use (default bench; 'all')")
@@ -84,6 +91,7 @@ def _report_written(paths: list[Path]) -> None:
 
 def run_improvement(args: argparse.Namespace) -> int:
     """One sorted bar chart per method: each task's improvement over STL (%), on the splits both have."""
+    _require_matplotlib()
     from mtlkit.analysis.plots import plot_improvement_bars
     from mtlkit.experiments.report import report_from_store
     from mtlkit.experiments.store import ResultsStore
@@ -121,6 +129,7 @@ def run_improvement(args: argparse.Namespace) -> int:
 
 def run_curves(args: argparse.Namespace) -> int:
     """Learning curves of one method on one data set, one figure per split, from the histories in the store."""
+    _require_matplotlib()
     from mtlkit.analysis.plots import plot_learning_curves
     from mtlkit.experiments.report import latest_rows
     from mtlkit.experiments.store import ResultsStore
@@ -162,6 +171,7 @@ def run_curves(args: argparse.Namespace) -> int:
 
 def run_relations(args: argparse.Namespace) -> int:
     """Heatmaps of every task-relation matrix the saved run's model exposes (``task_relations()``)."""
+    _require_matplotlib()
     from mtlkit.analysis.plots import plot_relation_matrix
     from mtlkit.analysis.relations import axis_labels, task_relations
     from mtlkit.train import run as run_module

@@ -43,10 +43,20 @@ class _Reproductions(argparse._SubParsersAction):
     def _get_subactions(self) -> list[argparse.Action]:
         from mtlkit.experiments.reproduce import get
 
+        require_reproduction_extras()
         for a in self._choices_actions:
             if not a.help:
                 a.help = get(a.dest).DESCRIPTION
         return super()._get_subactions()
+
+
+def require_reproduction_extras() -> None:
+    """The reproductions tune (optuna), draw figures (matplotlib) and build tables (pandas): a missing one is a
+    one-line error naming ``mtlkit[all]``, before any reproduction module is imported."""
+    from mtlkit._optional import require
+
+    for name in ("optuna", "matplotlib", "pandas"):
+        require(name, "mtlkit reproduce", extra="all")
 
 
 def _complete(name: str, r: argparse.ArgumentParser) -> None:
@@ -57,6 +67,7 @@ def _complete(name: str, r: argparse.ArgumentParser) -> None:
     from mtlkit.experiments.reproduce import get
     from mtlkit.progress import QuietFlag
 
+    require_reproduction_extras()
     mod = get(name)
     r.description = mod.DESCRIPTION
     mod.add_arguments(r)

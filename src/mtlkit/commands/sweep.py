@@ -74,8 +74,9 @@ def _command_line() -> str:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Create / resume a study and work through it, or act only as a worker or finisher."""
-    import optuna
+    from mtlkit._optional import require
 
+    optuna = require("optuna", "mtlkit sweep")
     from mtlkit.experiments import sweep as sw
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

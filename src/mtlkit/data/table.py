@@ -130,7 +130,9 @@ def _numeric_column(df: Any, c: str, what: str, where: str, hint: str = "") -> n
 def read_table(cls: Any, path: str | Path, task: str, target: str, features: Sequence[str] | None = None,
                kind: str | None = None, categorical: bool | Sequence[str] = False, **kwargs: Any) -> Any:
     """See `MultiTaskData.from_table`. Data rows are counted from 1 after the header."""
-    import pandas as pd
+    from mtlkit._optional import require
+
+    pd = require("pandas", "reading a CSV / Parquet table")
 
     path = Path(path)
     if task == target:

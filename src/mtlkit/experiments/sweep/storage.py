@@ -67,7 +67,9 @@ def open_storage(url: str, heartbeat_interval: int | None = HEARTBEAT_INTERVAL,
                  grace_period: int | None = GRACE_PERIOD) -> Any:
     """An Optuna RDB storage (in Optuna's caching wrapper) with heartbeats, so dead workers' trials get failed;
     retried briefly, because several processes creating the tables of a fresh database at once can collide."""
-    import optuna
+    from mtlkit._optional import require
+
+    optuna = require("optuna", "an Optuna sweep")
     from sqlalchemy.exc import SQLAlchemyError
 
     try:

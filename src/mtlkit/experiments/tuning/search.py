@@ -44,8 +44,9 @@ def tune(method: str, splits: Sequence[Split | tuple[str, Split]], *, trials: in
     objective (`mtlkit.train.run.train_one`'s, e.g. `mtlkit.optim.weighting.svd_task_weights`; SGD methods only),
     so a weighting scheme is tuned with the same budget as the unweighted method.
     """
-    import optuna
+    from mtlkit._optional import require
 
+    optuna = require("optuna", "equal-budget tuning")
     from mtlkit.train.config import method_defaults, method_params
 
     if selection not in SELECTIONS:
