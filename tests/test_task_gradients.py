@@ -153,7 +153,7 @@ def test_one_pass_equals_batched_vjp_on_image_rows(name: str, shared: bool) -> N
 def test_the_hard_share_family_needs_no_batched_product() -> None:
     """Shared bottom layers by the layer rule, task-stacked parameters and the representation by the diagonal rule."""
     for name, rules in (("pcgrad", {"layer"}), ("stl+pcgrad", {"layer"}), ("mmoe+pcgrad", {"layer"}),
-                        ("tomato-ex+pcgrad", {"layer", "vjp"}), ("cross-stitch+pcgrad", {"layer"})):
+                        ("tomato-ex+pcgrad", {"layer", "view"}), ("cross-stitch+pcgrad", {"layer"})):
         parts, loss, batch, params = _setup(name, False)
         _, new, extra, _ = _both(parts, loss, batch, params)
         assert set(new.rules) == rules, (name, new.rules)

@@ -40,6 +40,7 @@ from mtlkit.methods.registry import register
 from mtlkit.nn import MLP, TaskLinear
 from mtlkit.nn import activation as make_activation
 from mtlkit.nn.task_layers import ACTIVATIONS
+from mtlkit.optim.combiners import task_broadcast
 from mtlkit.optim.prox import prox_element, prox_exclusive
 
 S_INIT_STD = 0.01  # θˢ ~ N(0, S_INIT_STD²)
@@ -136,7 +137,9 @@ class TomatoNet(nn.Module):
         h = torch.softmax(self.gate(z), dim=-1)  # [B, K] or [T, B, K]
         a: torch.Tensor = z
         for j, (w0, b0, ws, bs) in enumerate(zip(self.w0, self.b0, self.ws, self.bs, strict=True)):
-            w, b = w0 + ws, b0 + bs  # θ_kt = θ⁰ + θˢ_kt, [K, T, in, out] and [K, T, out]
+            # θ_kt = θ⁰ + θˢ_kt, [K, T, in, out] and [K, T, out]; slice t reaches task t only (per-task input), which
+            # lets a per-task-gradient combiner take θ⁰'s T gradients from one backward pass
+            w, b = task_broadcast(w0, w0 + ws, 1), task_broadcast(b0, b0 + bs, 1)
             if j > 0:
                 a = torch.einsum("ktbi,ktio->ktbo", a, w)
             elif self.shared:

@@ -151,10 +151,13 @@ class TaskTape:
 
     Within the `with` block a forward hook on every such layer keeps the layer's input (which autograd saves anyway)
     and output; `task_gradient_parts` then asks autograd for the gradient of ``Σ_t c_t L_t`` w.r.t. those outputs
-    and the task-stacked tensors in one call. Any other shared parameter (used outside such a layer, e.g. TOMATO's
-    θ⁰ broadcast over topics and tasks, MMoE's experts applied by an einsum) takes the batched vector-Jacobian
-    product, so the result is always the full ``[T, n]`` gradient matrix. So does a layer never called under the
-    tape, called on rows whose leading axis is not a multiple of T, or whose output was changed in place afterwards.
+    and the task-stacked tensors in one call. A shared parameter P that a model uses only through tensors it
+    broadcasts over a task axis (TOMATO's θ⁰ in ``θ⁰ + θˢ_kt``, ``[K, T, in, out]``) is declared by the model with
+    `task_broadcast` during the forward pass: slice t of such a tensor reaches only L_t, so task t's gradient of P is
+    the gradient of the tensor at slice t summed over the other broadcast axes. Any other shared parameter takes the
+    batched vector-Jacobian product, so the result is always the full ``[T, n]`` gradient matrix. So does a layer
+    never called under the tape, called on rows whose leading axis is not a multiple of T, or whose output was
+    changed in place afterwards.
 
     The first time a model takes this path (per set of inputs) its result is compared with one autograd pass of
     ``Σ_t u_t c_t L_t`` for a fixed random sign vector u (which a model that mixes tasks' rows, or a layer whose
@@ -184,21 +187,27 @@ class TaskTape:
                 self.stacked.add(pid)
         self.layers = list(dict.fromkeys(m for m, _ in self.layer_of.values()))
         self.calls: dict[nn.Module, list[tuple[torch.Tensor, torch.Tensor, int]]] = {}
+        self.wanted = wanted
+        self.views: dict[int, list[tuple[torch.Tensor, int]]] = {}  # param id -> [(broadcast tensor, task axis)]
         self.bad: set[nn.Module] = set()
         self._handles: list[Any] = []
         self.recorded = False
 
     def __enter__(self) -> TaskTape:
         self.calls = {m: [] for m in self.layers}
+        self.views = {}
         self.bad = set()
         self.recorded = False
         self._handles = [m.register_forward_hook(self._hook) for m in self.layers]
+        _RECORDING.append(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
         for h in self._handles:
             h.remove()
         self._handles = []
+        if _RECORDING and _RECORDING[-1] is self:
+            _RECORDING.pop()
         self.recorded = True
 
     def _hook(self, m: nn.Module, args: tuple[Any, ...], out: Any) -> None:
@@ -215,6 +224,21 @@ class TaskTape:
             self.bad.add(m)
             return
         self.calls[m].append((a, out, out._version))  # type: ignore[arg-type]
+
+
+_RECORDING: list[TaskTape] = []  # the tapes whose `with` block is running (innermost last)
+
+
+def task_broadcast(param: torch.Tensor, tensor: torch.Tensor, task_dim: int) -> torch.Tensor:
+    """Declare to a recording `TaskTape` that ``tensor`` is ``param`` broadcast over leading axes (one of them the
+    task axis ``task_dim``, e.g. ``θ⁰ + θˢ`` of shape ``[K, T, in, out]`` for θ⁰ ``[in, out]``) and that its slice t
+    reaches task t's loss only; returns ``tensor`` unchanged. Without a recording tape it does nothing. A model
+    that also uses ``param`` otherwise fails the tape's first-step check and keeps the batched product."""
+    if _RECORDING and torch.is_grad_enabled() and tensor.requires_grad:
+        tape = _RECORDING[-1]
+        if id(param) in tape.wanted and id(param) not in tape.layer_of:
+            tape.views.setdefault(id(param), []).append((tensor, task_dim % tensor.dim()))
+    return tensor
 
 
 def _per_row_layer(m: nn.Module) -> bool:
@@ -293,6 +317,8 @@ def _one_pass(losses: torch.Tensor, xs: list[torch.Tensor], c: torch.Tensor | No
         calls = tape.calls[lay[0]] if lay is not None else []
         if lay is not None and calls and lay[0] not in tape.bad and all(o._version == v for _, o, v in calls):
             rule.append("layer")
+        elif id(x) in tape.views and all(v.shape[d] == T for v, d in tape.views[id(x)]):
+            rule.append("view")
         elif id(x) in tape.stacked or (not isinstance(x, nn.Parameter) and x.dim() >= 1 and x.shape[0] == T):
             rule.append("diag")
         else:
@@ -300,9 +326,10 @@ def _one_pass(losses: torch.Tensor, xs: list[torch.Tensor], c: torch.Tensor | No
     layers = list(dict.fromkeys(tape.layer_of[id(x)][0] for x, r in zip(xs, rule, strict=True) if r == "layer"))
     calls = [(m, a, o) for m in layers for a, o, _ in tape.calls[m]]
     diag = [x for x, r in zip(xs, rule, strict=True) if r == "diag"]
+    views = [(x, v, d) for x, r in zip(xs, rule, strict=True) if r == "view" for v, d in tape.views[id(x)]]
     left = [x for x, r in zip(xs, rule, strict=True) if r == "vjp"]
     got: dict[int, torch.Tensor] = {}
-    targets = [o for _, _, o in calls] + diag
+    targets = [o for _, _, o in calls] + diag + [v for _, v, _ in views]
     if targets:
         obj = losses.sum() if c is None else (losses * c).sum()
         grads = torch.autograd.grad(obj, targets, retain_graph=retain_graph or bool(left), allow_unused=True)
@@ -326,8 +353,15 @@ def _one_pass(losses: torch.Tensor, xs: list[torch.Tensor], c: torch.Tensor | No
                 got[id(x)] = (g if g is not None else
                               torch.zeros(T, x.numel(), dtype=losses.dtype, device=losses.device))
                 rule[i] = f"layer-{kind}"
-        for x, g in zip(diag, grads[len(calls):], strict=True):
+        for x, g in zip(diag, grads[len(calls):len(calls) + len(diag)], strict=True):
             got[id(x)] = (g if g is not None else torch.zeros_like(x)).reshape(T, -1)
+        for (x, v, d), g in zip(views, grads[len(calls) + len(diag):], strict=True):
+            acc_v = got.get(id(x), torch.zeros(T, x.numel(), dtype=losses.dtype, device=losses.device))
+            if g is not None:
+                with torch.no_grad():  # slice t of the broadcast tensor, summed back to the parameter's shape
+                    per = g.movedim(d, 0).sum_to_size((T, *([1] * (v.dim() - 1 - x.dim())), *x.shape))
+                    acc_v = acc_v + per.reshape(T, -1).to(losses.dtype)
+            got[id(x)] = acc_v
     if left:
         for x, g in zip(left, _batched_vjp(losses, left, c, retain_graph, False), strict=True):
             got[id(x)] = g
