@@ -8,22 +8,41 @@ When ``kind`` is not given it is inferred from the labels (`infer_kind`) and nev
 is recorded in ``notes`` and logged on the ``mtlkit.data`` logger (a WARNING whenever the labels are
 integers, i.e. another kind was plausible; the CLI prints those). scipy.sparse features are densified to
 float32 at construction, up to a memory cap (`MAX_DENSE_BYTES`).
+
+Memory (issue 18): features given as float32 are kept float32 (other numbers as float64), and the features of
+a subset (a split's parts), or of a standardised copy, are an index into the source's rows and a row-wise map
+(`mtlkit.data.rows.Rows`), gathered when read, so the source is held once whatever is derived from it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import logging
-import os
-import sys
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mtlkit.data.checks import (  # noqa: F401  (re-exported: the public names' old home)
+    MAX_DENSE_BYTES,
+    _as_float_array,
+    _as_label_array,
+    _check_dense_size,
+    _check_finite,
+    _check_labels,
+    _check_two_classes,
+    dense_cap,
+    densify,
+)
+from mtlkit.data.kinds import (  # noqa: F401  (re-exported)
+    MAX_INFERRED_CLASSES,
+    KindInference,
+    collect_notes,
+    infer_kind,
+    log,
+    resolve_kind,
+)
+from mtlkit.data.rows import Rows, TaskRows
 from mtlkit.data.spec import KINDS, DataInfo, TaskSpec
 from mtlkit.errors import DataError
 
@@ -31,255 +50,6 @@ if TYPE_CHECKING:
     from mtlkit.data.splits import Split
     from mtlkit.data.tensors import DeviceData
     from mtlkit.data.transforms import FeatureTransform
-
-
-log = logging.getLogger("mtlkit.data")
-
-#: Largest dense copy (bytes) that scipy.sparse input is densified into; ``max_dense_bytes=`` or the
-#: environment variable ``MTLKIT_MAX_DENSE_BYTES`` override it.
-MAX_DENSE_BYTES = 2 * 1024**3
-#: Most distinct integer labels `infer_kind` takes as classes (``0..k-1``); more are read as regression.
-MAX_INFERRED_CLASSES = 10
-
-
-def _is_sparse(a: Any) -> bool:
-    sp = sys.modules.get("scipy.sparse")  # not imported: cannot be a scipy.sparse matrix
-    return sp is not None and bool(sp.issparse(a))
-
-
-def dense_cap(max_dense_bytes: int | None = None) -> int:
-    """The memory cap for densifying sparse input: the argument, else ``$MTLKIT_MAX_DENSE_BYTES``, else
-    `MAX_DENSE_BYTES`."""
-    if max_dense_bytes is not None:
-        return int(max_dense_bytes)
-    env = os.environ.get("MTLKIT_MAX_DENSE_BYTES")
-    if env:
-        try:
-            return int(float(env))
-        except ValueError:
-            raise DataError(f"MTLKIT_MAX_DENSE_BYTES must be a number of bytes, got {env!r}") from None
-    return MAX_DENSE_BYTES
-
-
-def _gib(n: float) -> str:
-    return f"{n / 1024**3:.2f} GiB" if n >= 1024**3 / 100 else f"{n / 1024**2:.1f} MiB"
-
-
-def _check_dense_size(arrays: Sequence[Any], what: str, max_dense_bytes: int | None, itemsize: int = 4) -> None:
-    sparse = [a for a in arrays if _is_sparse(a)]
-    if not sparse:
-        return
-    need = sum(int(np.prod(a.shape)) for a in sparse) * itemsize
-    cap = dense_cap(max_dense_bytes)
-    if need > cap:
-        rows, cols = sum(a.shape[0] for a in sparse), sparse[0].shape[1]
-        nnz = sum(int(a.nnz) for a in sparse) / max(1, sum(int(np.prod(a.shape)) for a in sparse))
-        raise DataError(f"{what} are scipy.sparse ({rows} x {cols}, {100 * nnz:.2g}% non-zero); mtlkit densifies "
-                        f"sparse input to float32, which would take {_gib(need)}, over the {_gib(cap)} cap "
-                        "(raise it with max_dense_bytes= or $MTLKIT_MAX_DENSE_BYTES); sparse storage is not "
-                        "supported beyond that: reduce the features first (e.g. TruncatedSVD, a smaller vocabulary)")
-
-
-def densify(a: Any, what: str = "features", max_dense_bytes: int | None = None) -> Any:
-    """``a`` itself, or a scipy.sparse matrix as a dense float32 array when it fits under `dense_cap`
-    (else a `DataError` saying how big it would be)."""
-    if not _is_sparse(a):
-        return a
-    _check_dense_size([a], what, max_dense_bytes)
-    return np.asarray(a.toarray(), dtype=np.float32)
-
-
-def _as_float_array(a: Any, what: str, max_dense_bytes: int | None = None) -> np.ndarray:
-    """A numeric array as float64; scipy.sparse features become dense float32 (see `densify`)."""
-    if _is_sparse(a):
-        return densify(a, what, max_dense_bytes)
-    arr = np.asarray(a)
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise DataError(f"{what} must be numeric, got dtype {arr.dtype}")
-    return arr.astype(np.float64, copy=False)
-
-
-def _as_label_array(a: Any, what: str) -> np.ndarray:
-    if _is_sparse(a):  # implicit zeros are labels 0 here, not missing labels
-        _check_dense_size([a], what, None, itemsize=8)
-        a = a.toarray()
-    return _as_float_array(a, what)
-
-
-# ---------------------------------------------------------------------- task kind inference
-@dataclass(frozen=True)
-class KindInference:
-    """What `infer_kind` decided: the ``kind``, a one-line ``note`` saying why and how to override it, the
-    logging ``level`` of the note (WARNING when another kind was plausible), and for two-valued labels
-    that are not 0/1 the ``mapping`` (low, high) -> (0, 1)."""
-
-    kind: str
-    note: str
-    level: int = logging.WARNING
-    mapping: tuple[float, float] | None = None
-
-
-def _override(*kinds: str) -> str:
-    alts = " or ".join(f"kind={k!r} (CLI: --kind {k})" for k in kinds)
-    return f"; pass {alts} to override"
-
-
-def _values(vals: np.ndarray, limit: int = 6) -> str:
-    shown = ", ".join(f"{v:g}" for v in vals[:limit])
-    return "{" + shown + (", ..." if len(vals) > limit else "") + "}"
-
-
-def infer_kind(ys: Sequence[Any], what: str = "the labels") -> KindInference:
-    """The task kind of label arrays (all tasks pooled, NaN = missing), always with a note saying why:
-
-    - labels that are not all integers: ``regression``;
-    - exactly the values {0, 1} (or only one of them): ``binary``;
-    - exactly two other integer values, e.g. {1, 2} or {-1, 1}: ``binary``, the lower mapped to 0 and the
-      higher to 1 (``mapping``);
-    - the integers ``0..k-1`` with 3 <= k <= `MAX_INFERRED_CLASSES`: ``multiclass``;
-    - any other integers (more levels, negative, gaps, not starting at 0: ratings, counts): ``regression``;
-    - 2-D label arrays per task (3-D shared): ``distribution``.
-
-    Every outcome comes with a note naming it and how to override it; it is a WARNING whenever the labels
-    are integers (another kind was plausible), INFO for non-integer labels and soft labels.
-    """
-    arrays = [np.asarray(y, dtype=np.float64) for y in ys]
-
-    def out(kind: str, why: str, alt: str | None, level: int = logging.WARNING,
-            mapping: tuple[float, float] | None = None) -> KindInference:
-        return KindInference(kind, f"task kind inferred from {what}: {kind} ({why})"
-                             + (_override(alt) if alt else ""), level, mapping)
-
-    if any(a.ndim >= 2 for a in arrays):
-        return out("distribution", "one row of class probabilities per example", None, logging.INFO)
-    flat = np.concatenate([a.ravel() for a in arrays]) if arrays else np.zeros(0)
-    vals = np.unique(flat[np.isfinite(flat)])
-    if vals.size == 0:
-        return out("regression", "every value is missing", None, logging.INFO)
-    if not np.all(vals == np.round(vals)):
-        return out("regression", "the values are not all integers", None, logging.INFO)
-    k = len(vals)
-    if set(vals.tolist()) <= {0.0, 1.0}:
-        return out("binary", "the values are 0/1", "regression")
-    if k == 2:
-        lo, hi = float(vals[0]), float(vals[1])
-        return out("binary", f"two values, {lo:g} and {hi:g}, read as classes 0 and 1", "regression",
-                   mapping=(lo, hi))
-    if vals[0] == 0 and vals[-1] == k - 1 and k <= MAX_INFERRED_CLASSES:
-        return out("multiclass", f"{k} classes: the values are the integers 0..{k - 1}", "regression")
-    if k == 1:
-        why = f"a single value, {vals[0]:g}"
-    elif k > MAX_INFERRED_CLASSES:
-        why = f"{k} distinct integers from {vals[0]:g} to {vals[-1]:g}, more than {MAX_INFERRED_CLASSES} levels"
-    else:
-        why = f"the integers {_values(vals)} are not the classes 0..{k - 1}"
-    return out("regression", why, "multiclass")
-
-
-def _map_binary(y: np.ndarray, mapping: tuple[float, float]) -> np.ndarray:
-    lo, hi = mapping
-    return np.where(y == lo, 0.0, np.where(y == hi, 1.0, y))
-
-
-def resolve_kind(kind: str | None, ys: Sequence[np.ndarray], what: str = "the labels"
-                 ) -> tuple[str, list[np.ndarray], str | None, tuple[float, float] | None]:
-    """``kind`` (inferred by `infer_kind` when None), the labels (two-valued binary labels mapped to 0/1), the
-    note to record, already logged on ``mtlkit.data`` (None when nothing was inferred or mapped), and the
-    original values of classes 0 and 1 when binary labels were mapped (`TaskSpec.labels`), else None."""
-    ys = list(ys)
-    if kind is None:
-        inf = infer_kind(ys, what)
-    elif kind == "binary":  # binary labels may be any two values, like a scikit-learn classifier's
-        flat = np.concatenate([np.ravel(y) for y in ys]) if ys else np.zeros(0)
-        vals = np.unique(flat[np.isfinite(flat)])
-        if len(vals) != 2 or set(vals.tolist()) <= {0.0, 1.0}:
-            return kind, ys, None, None
-        lo, hi = float(vals[0]), float(vals[1])
-        inf = KindInference("binary", f"binary labels: {what} has two values, {lo:g} and {hi:g}, read as classes "
-                            "0 and 1", mapping=(lo, hi))
-    else:
-        return kind, ys, None, None
-    if inf.mapping is not None:
-        ys = [_map_binary(y, inf.mapping) for y in ys]
-    log.log(inf.level, inf.note)
-    return inf.kind, ys, inf.note, inf.mapping
-
-
-@contextlib.contextmanager
-def collect_notes(level: int = logging.WARNING) -> Iterator[list[str]]:
-    """Within the block, notes logged on ``mtlkit.data`` at ``level`` or above are collected into the
-    yielded list instead of being printed (the CLI prints them once the data have loaded)."""
-    notes: list[str] = []
-
-    class _Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            notes.append(record.getMessage())
-
-    handler = _Collect(level)
-    old = log.propagate, log.level
-    log.addHandler(handler)
-    log.propagate = False
-    if log.level == logging.NOTSET or log.level > level:
-        log.setLevel(level)
-    try:
-        yield notes
-    finally:
-        log.removeHandler(handler)
-        log.propagate, _ = old
-        log.setLevel(old[1])
-
-
-def _check_finite(x: np.ndarray, what: str, rows: np.ndarray | None = None,
-                  columns: Sequence[str] | None = None) -> None:
-    """``rows`` maps x's rows to the row numbers a person sees (when missing labels were removed);
-    ``columns`` are the feature names, used in the message when given."""
-    bad = ~np.isfinite(x)
-    if bad.any():
-        pos = np.argwhere(bad)[0]
-        kind = "NaN" if np.isnan(x[tuple(pos)]) else "inf"
-        if x.ndim == 2 and columns is not None and len(columns) == x.shape[1]:
-            col = f", column {columns[int(pos[1])]!r} (index {int(pos[1])})"
-        else:
-            col = "" if x.ndim < 2 else f", column {int(pos[1])}" if x.ndim == 2 else f", position {tuple(pos[1:])}"
-        row = int(pos[0]) if rows is None else int(rows[pos[0]])
-        raise DataError(f"{what} has {int(bad.sum())} non-finite value(s); first: {kind} at row {row}{col}")
-
-
-def _check_labels(y: np.ndarray, kind: str, p: int, what: str, rows: np.ndarray | None = None) -> None:
-    """Labels of one task with missing entries already removed; ``rows`` are their original row numbers."""
-    if kind == "distribution":
-        if y.ndim != 2:
-            raise DataError(f"{what}: distribution labels must be [n, classes], got shape {y.shape}")
-        if y.shape[1] != p:
-            raise DataError(f"{what}: distribution labels have {y.shape[1]} columns, expected {p}")
-        _check_finite(y, what, rows)
-        if (y < 0).any() or not np.allclose(y.sum(1), 1.0, atol=1e-4):
-            i = int(np.argmax((y < 0).any(1) | ~np.isclose(y.sum(1), 1.0, atol=1e-4)))
-            row = i if rows is None else int(rows[i])
-            raise DataError(f"{what}: soft labels must be non-negative and sum to 1; row {row} is {y[i].tolist()}")
-        return
-    if y.ndim != 1:
-        raise DataError(f"{what}: labels must be a vector, got shape {y.shape}")
-    _check_finite(y, what, rows)
-    if kind == "regression":
-        return
-    valid = np.arange(p)
-    bad = ~np.isin(y, valid)
-    if bad.any():
-        i = int(np.argmax(bad))
-        allowed = "{0, 1}" if kind == "binary" else f"the integers 0..{p - 1}"
-        row = i if rows is None else int(rows[i])
-        raise DataError(f"{what}: label {y[i]:g} at row {row} is outside the task's classes ({allowed})")
-
-
-def _check_two_classes(y: np.ndarray, kind: str, name: str) -> None:
-    """A binary or multiclass task whose labels are all one class cannot be learned (nor its error read)."""
-    if kind not in ("binary", "multiclass"):
-        return
-    vals = np.unique(y)
-    if len(vals) == 1:
-        raise DataError(f"task {name!r} has only one class: all its {len(y)} labels are {vals[0]:g}; a {kind} "
-                        "task needs at least two classes (drop the task, or check its labels and the kind)")
 
 
 class MultiTaskData:
@@ -293,9 +63,9 @@ class MultiTaskData:
         self,
         spec: TaskSpec,
         *,
-        xs: Sequence[np.ndarray] | None = None,
+        xs: Sequence[np.ndarray | Rows] | None = None,
         ys: Sequence[np.ndarray] | None = None,
-        x: np.ndarray | None = None,
+        x: np.ndarray | Rows | None = None,
         y: np.ndarray | None = None,
         name: str = "custom",
         feature_names: Sequence[str] | None = None,
@@ -312,12 +82,50 @@ class MultiTaskData:
         self.notes = list(notes)
         if (xs is None) == (x is None):
             raise DataError("give either per-task xs/ys (heterogeneous) or one shared x/y, not both")
-        self.xs = list(xs) if xs is not None else None
+        self.xs = xs  # the setter wraps them as Rows
         self.ys = list(ys) if ys is not None else None
         self.x = x
         self.y = y
         if validate:
             self._validate()
+
+    # ------------------------------------------------------------------ features, held as Rows
+    @property
+    def xs(self) -> Sequence[np.ndarray] | None:
+        """Heterogeneous layout: each task's feature array ``[n_t, ...]`` (None for shared input). Rows held by
+        reference (a split's part, a standardised copy) are gathered when a task is read (`TaskRows`)."""
+        if self._xs is None:
+            return None
+        if all(r.plain for r in self._xs):
+            return [r.base for r in self._xs]
+        return TaskRows(self._xs)
+
+    @xs.setter
+    def xs(self, value: Sequence[np.ndarray | Rows] | None) -> None:
+        self._xs = None if value is None else [Rows.of(v) for v in value]
+
+    @property
+    def x(self) -> np.ndarray | None:
+        """Shared-input layout: the features ``[N, ...]`` (None for heterogeneous tasks); gathered now when held
+        by reference."""
+        return None if self._x is None else self._x.array()
+
+    @x.setter
+    def x(self, value: np.ndarray | Rows | None) -> None:
+        self._x = None if value is None else Rows.of(value)
+
+    def feature_rows(self) -> list[Rows]:
+        """The features as `Rows`, one per task (heterogeneous) or one (shared input): read them block by block
+        (`Rows.blocks`) to bound memory."""
+        if self._xs is not None:
+            return list(self._xs)
+        assert self._x is not None
+        return [self._x]
+
+    @property
+    def n_rows(self) -> int:
+        """Rows held: all tasks' rows (heterogeneous) or N (shared input)."""
+        return sum(len(r) for r in self.feature_rows())
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -430,53 +238,55 @@ class MultiTaskData:
         spec = self.spec
         if spec.kind not in KINDS:
             raise DataError(f"unknown task kind {spec.kind!r}")
-        if self.xs is not None:
+        if self._xs is not None:
             assert self.ys is not None
+            if len(self._xs) != len(self.ys):
+                raise DataError(f"{len(self._xs)} feature arrays but {len(self.ys)} label arrays: one of each per task")
             shape = None
-            for t, (X, y) in enumerate(zip(self.xs, self.ys, strict=True)):
+            for t, (R, y) in enumerate(zip(self._xs, self.ys, strict=True)):
                 nm = f"task {spec.names[t]!r}"
-                if X.ndim < 2:
-                    raise DataError(f"features of {nm} must be [rows, features...], got shape {X.shape}")
-                if len(X) == 0:
+                if len(R.shape) < 2:
+                    raise DataError(f"features of {nm} must be [rows, features...], got shape {R.shape}")
+                if len(R) == 0:
                     raise DataError(f"{nm} is empty: it has no rows")
-                if len(X) != len(y):
-                    raise DataError(f"{nm} has {len(X)} feature rows but {len(y)} labels")
+                if len(R) != len(y):
+                    raise DataError(f"{nm} has {len(R)} feature rows but {len(y)} labels")
                 if shape is None:
-                    shape = X.shape[1:]
-                elif X.shape[1:] != shape:
-                    raise DataError(f"features of {nm} have shape {X.shape[1:]} per row, task "
+                    shape = R.shape[1:]
+                elif R.shape[1:] != shape:
+                    raise DataError(f"features of {nm} have shape {R.shape[1:]} per row, task "
                                     f"{spec.names[0]!r} has {shape}: all tasks need the same features")
-                _check_finite(X, f"features of {nm}", columns=self.feature_names)
+                _check_finite(R.array(), f"features of {nm}", columns=self.feature_names)
                 _check_labels(y, spec.kind, spec.n_classes[t], f"labels of {nm}")
         else:
-            assert self.x is not None and self.y is not None
-            if self.x.ndim < 2:
-                raise DataError(f"features must be [rows, features...], got shape {self.x.shape}")
-            if len(self.x) != len(self.y):
-                raise DataError(f"{len(self.x)} feature rows but {len(self.y)} label rows")
-            if len(self.x) == 0:
+            assert self._x is not None and self.y is not None
+            shape = self._x.shape
+            if len(shape) < 2:
+                raise DataError(f"features must be [rows, features...], got shape {shape}")
+            if shape[0] != len(self.y):
+                raise DataError(f"{shape[0]} feature rows but {len(self.y)} label rows")
+            if shape[0] == 0:
                 raise DataError("the data set has no rows")
-            _check_finite(self.x, "features", columns=self.feature_names)
+            _check_finite(self._x.array(), "features", columns=self.feature_names)
             for t in range(spec.n_tasks):
-                yt = self.y[:, t]
-                known = ~np.isnan(yt) if yt.ndim == 1 else ~np.isnan(yt).any(1)
+                known = self.label_mask(t)
                 if not known.any():
                     raise DataError(f"task {spec.names[t]!r} is empty: every label is missing")
-                _check_labels(yt[known], spec.kind, spec.n_classes[t], f"labels of task {spec.names[t]!r}",
+                _check_labels(self.task_labels(t), spec.kind, spec.n_classes[t], f"labels of task {spec.names[t]!r}",
                               rows=np.flatnonzero(known))
 
     def require_two_classes(self) -> MultiTaskData:
         """Raise a `DataError` naming the first binary/multiclass task whose labels are all one class; done
         whenever the kind was inferred, and by `from_table` always (explicit kinds from arrays allow it)."""
         for t in range(self.n_tasks):
-            _check_two_classes(self.task_arrays(t)[1], self.kind, self.task_names[t])
+            _check_two_classes(self.task_labels(t), self.kind, self.task_names[t])
         return self
 
     # ------------------------------------------------------------------ properties
     @property
     def shared(self) -> bool:
         """True for the shared-input layout (one X for all tasks)."""
-        return self.x is not None
+        return self._x is not None
 
     @property
     def n_tasks(self) -> int:
@@ -492,16 +302,13 @@ class MultiTaskData:
 
     @property
     def feature_shape(self) -> tuple[int, ...]:
-        if self.xs is not None:
-            return tuple(self.xs[0].shape[1:])
-        assert self.x is not None
-        return tuple(self.x.shape[1:])
+        return tuple(self.feature_rows()[0].shape[1:])
 
     @property
     def task_sizes(self) -> tuple[int, ...]:
         """Labelled rows per task."""
-        if self.xs is not None:
-            return tuple(len(X) for X in self.xs)
+        if self._xs is not None:
+            return tuple(len(R) for R in self._xs)
         return tuple(int(self.label_mask(t).sum()) for t in range(self.n_tasks))
 
     def label_mask(self, t: int) -> np.ndarray:
@@ -510,27 +317,37 @@ class MultiTaskData:
         yt = self.y[:, t]
         return ~np.isnan(yt) if yt.ndim == 1 else ~np.isnan(yt).any(1)
 
+    def task_labels(self, t: int) -> np.ndarray:
+        """Task t's labels (missing labels removed), whatever the layout, without reading the features."""
+        if self.ys is not None:
+            return self.ys[t]
+        assert self.y is not None
+        return self.y[self.label_mask(t), t]
+
     def task_arrays(self, t: int) -> tuple[np.ndarray, np.ndarray]:
         """Task t's labelled rows and labels (missing labels removed), whatever the layout."""
-        if self.xs is not None:
+        if self._xs is not None:
             assert self.ys is not None
-            return self.xs[t], self.ys[t]
-        assert self.x is not None and self.y is not None
+            return self._xs[t].array(), self.ys[t]
+        assert self._x is not None and self.y is not None
         m = self.label_mask(t)
-        return self.x[m], self.y[m, t]
+        return self._x.take(np.flatnonzero(m)).array(), self.y[m, t]
 
     def info(self) -> DataInfo:
         return DataInfo(spec=self.spec, feature_shape=self.feature_shape, shared=self.shared,
                         train_sizes=self.task_sizes)
 
     def checksum(self) -> str:
-        """SHA-256 (first 16 hex digits) of the features, labels and task names: identifies the data."""
+        """SHA-256 (first 16 hex digits) of the features, labels and task names: identifies the data. The
+        features are hashed block by block (the same bytes as the whole float64 array: the same digest)."""
         h = hashlib.sha256()
         h.update(repr((self.spec.kind, self.spec.names, self.spec.n_classes)).encode())
-        arrays = (self.xs or []) + (self.ys or []) if self.xs is not None else [self.x, self.y]
-        for a in arrays:  # shapes too: moving a row from one task to the next changes the data
-            h.update(repr(np.shape(a)).encode())
-            h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
+        labels = list(self.ys) if self.ys is not None else [self.y]
+        items: list[Rows | np.ndarray] = [*self.feature_rows(), *labels]
+        for a in items:  # shapes too: moving a row from one task to the next changes the data
+            h.update(repr(tuple(a.shape)).encode())
+            for _, block in (a.blocks() if isinstance(a, Rows) else [(0, a)]):
+                h.update(np.ascontiguousarray(block, dtype=np.float64).tobytes())
         return h.hexdigest()[:16]
 
     def __repr__(self) -> str:
@@ -541,23 +358,37 @@ class MultiTaskData:
 
     # ------------------------------------------------------------------ subsets and splits
     def subset(self, indices: Sequence[np.ndarray] | np.ndarray) -> MultiTaskData:
-        """Rows by index: one index array per task (heterogeneous) or one row index array (shared)."""
-        common = dict(name=self.name, feature_names=self.feature_names, notes=self.notes, validate=False)
-        if self.xs is not None:
+        """Rows by index: one index array per task (heterogeneous) or one row index array (shared). The
+        features are not copied: the subset holds an index into these rows (`Rows.take`)."""
+        common: dict[str, Any] = dict(name=self.name, feature_names=self.feature_names, notes=self.notes,
+                                      validate=False)
+        if self._xs is not None:
             assert self.ys is not None
-            xs = [self.xs[t][np.asarray(i, dtype=np.int64)] for t, i in enumerate(indices)]
-            ys = [self.ys[t][np.asarray(i, dtype=np.int64)] for t, i in enumerate(indices)]
+            idx = [np.asarray(i, dtype=np.int64) for i in indices]
+            xs = [R.take(i) for R, i in zip(self._xs, idx, strict=True)]
+            ys = [y[i] for y, i in zip(self.ys, idx, strict=True)]
             return MultiTaskData(self.spec, xs=xs, ys=ys, **common)
-        assert self.x is not None and self.y is not None
-        idx = np.asarray(indices, dtype=np.int64)
-        return MultiTaskData(self.spec, x=self.x[idx], y=self.y[idx], **common)
+        assert self._x is not None and self.y is not None
+        rows = np.asarray(indices, dtype=np.int64)
+        return MultiTaskData(self.spec, x=self._x.take(rows), y=self.y[rows], **common)
 
     def with_features(self, fn: Any) -> MultiTaskData:
         """A copy whose features are ``fn(X)`` (a fitted transform), labels unchanged."""
-        common = dict(name=self.name, notes=self.notes, validate=False)
-        if self.xs is not None:
-            return MultiTaskData(self.spec, xs=[fn(X) for X in self.xs], ys=self.ys, **common)
-        return MultiTaskData(self.spec, x=fn(self.x), y=self.y, **common)
+        common: dict[str, Any] = dict(name=self.name, notes=self.notes, validate=False)
+        if self._xs is not None:
+            return MultiTaskData(self.spec, xs=[fn(R.array()) for R in self._xs], ys=self.ys, **common)
+        assert self._x is not None
+        return MultiTaskData(self.spec, x=fn(self._x.array()), y=self.y, **common)
+
+    def map_features(self, fn: Callable[[np.ndarray], np.ndarray]) -> MultiTaskData:
+        """Like `with_features` for a row-wise map that keeps each row's shape (standardisation), but computed
+        when the rows are read (`Rows.map`): nothing is copied now."""
+        common: dict[str, Any] = dict(name=self.name, feature_names=self.feature_names, notes=self.notes,
+                                      validate=False)
+        if self._xs is not None:
+            return MultiTaskData(self.spec, xs=[R.map(fn) for R in self._xs], ys=self.ys, **common)
+        assert self._x is not None
+        return MultiTaskData(self.spec, x=self._x.map(fn), y=self.y, **common)
 
     def split(self, test: float = 0.2, val: float = 0.2, seed: int = 0) -> Split:
         """Random per-task split, stratified by label: ``test`` of each task's rows, then ``val`` of the

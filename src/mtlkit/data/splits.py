@@ -108,7 +108,7 @@ def random_split(data: MultiTaskData, test: float = 0.2, val: float = 0.2, seed:
     rng = np.random.default_rng(seed)
     kind = data.kind
     if data.shared:
-        n = len(data.x)  # type: ignore[arg-type]
+        n = data.n_rows
         rows = np.arange(n)
         key = rng.random(n)
         te, rest = _pick(rng, rows, key, test) if test > 0 else (rows[:0], rows)
@@ -124,7 +124,7 @@ def random_split(data: MultiTaskData, test: float = 0.2, val: float = 0.2, seed:
         return _finish(data, idx, seed, f"random split, seed {seed}, test {test}, val {val} (by row)")
     trs, vas, tes = [], [], []
     for t, nm in enumerate(data.task_names):
-        _, y = data.task_arrays(t)
+        y = data.task_labels(t)
         n = len(y)
         key = _strat_key(y, kind)
         cont = kind == "regression"
@@ -165,7 +165,7 @@ def indexed_split(
     _check_fractions(0.0, val_fraction)
     rng = np.random.default_rng(seed)
     if data.shared:
-        n = len(data.x)  # type: ignore[arg-type]
+        n = data.n_rows
         tr = _as_index(train, n, "train indices")
         te = _as_index(test, n, "test indices")
         if val is not None:
@@ -185,7 +185,7 @@ def indexed_split(
             raise DataError(f"{nm} index sets: {len(s)} given for {T} tasks (one array per task)")
     trs, vas, tes = [], [], []
     for t, nm in enumerate(data.task_names):
-        _, y = data.task_arrays(t)
+        y = data.task_labels(t)
         n = len(y)
         tr = _as_index(train[t], n, f"train indices of task {nm!r}")
         te = _as_index(test[t], n, f"test indices of task {nm!r}")

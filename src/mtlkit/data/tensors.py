@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from mtlkit.data.multitask import MultiTaskData
+from mtlkit.data.rows import Rows
 
 #: Input elements one evaluation forward may gather: ``T x width x (row elements)`` (heterogeneous) or
 #: ``width x (row elements + T)`` (shared input) stays under it (8 MiB of float32), see `DeviceData.chunk_width`.
@@ -312,24 +313,38 @@ def to_device_data(data: MultiTaskData, device: Any = None, dtype: Any = None, l
     dtype = dtype or torch.float32
     host = _host_dtype(dtype)
     label_tail = (data.spec.n_outputs,) if data.kind == "distribution" else ()
-    if data.xs is not None:
+    parts = data.feature_rows()
+    if not data.shared:
         assert data.ys is not None
-        counts = np.array([len(X) for X in data.xs], dtype=np.int64)
+        counts = np.array([len(R) for R in parts], dtype=np.int64)
         n = int(counts.sum())
-        x = np.zeros((n + 1, *data.feature_shape), dtype=host)  # + the zero row padding positions read
+        x = _stage(parts, n + 1, host)  # + the zero row padding positions read
         y = np.zeros((n + 1, *label_tail), dtype=host)
         o = 0
-        for X, yt in zip(data.xs, data.ys, strict=True):
-            x[o:o + len(X)] = X
-            y[o:o + len(X)] = yt
-            o += len(X)
+        for yt in data.ys:
+            y[o:o + len(yt)] = yt
+            o += len(yt)
         return DeviceData.from_store(shared=False, counts=counts,
                                      x_rows=torch.as_tensor(x, dtype=dtype, device=device),
                                      y_rows=torch.as_tensor(y, dtype=dtype, device=device))
-    assert data.x is not None and data.y is not None
-    x_rows = torch.as_tensor(data.x.astype(host), dtype=dtype, device=device)
+    assert data.y is not None
+    x_rows = torch.as_tensor(_stage(parts, len(parts[0]), host), dtype=dtype, device=device)
     return DeviceData.from_store(shared=True, counts=_label_counts(data.y),
                                  x_rows=x_rows, labels=_label_store(data.y, data.n_tasks, host, dtype, device, labels))
+
+
+def _stage(parts: list[Rows], n: int, host: Any) -> np.ndarray:
+    """The rows of ``parts`` one after another in a new host array ``[n, ...]`` of dtype ``host`` (zeros past
+    them), written block by block: rows held by reference (a split's part, standardised when read) are gathered
+    and mapped a block at a time, so nothing but the staging array grows with the data."""
+    x = np.empty((n, *parts[0].shape[1:]), dtype=host)
+    o = 0
+    for R in parts:
+        for s, block in R.blocks():
+            x[o + s:o + s + len(block)] = block
+        o += len(R)
+    x[o:] = 0
+    return x
 
 
 def _row_blocks(Y: np.ndarray) -> Iterator[tuple[int, int]]:

@@ -46,7 +46,8 @@ class PCA:
         from sklearn.decomposition import PCA as SkPCA
 
         xs = train.xs if train.xs is not None else [train.x]
-        rows = np.unique(np.concatenate([X.reshape(len(X), -1) for X in xs], axis=0), axis=0)
+        rows = np.unique(np.concatenate([X.reshape(len(X), -1) for X in xs], axis=0).astype(np.float64, copy=False),
+                         axis=0)  # float64 whatever the storage (float32 features are kept float32)
         if rows.shape[0] < self.n_components:
             raise DataError(f"PCA to {self.n_components} needs at least that many distinct training rows, "
                             f"got {rows.shape[0]}")
