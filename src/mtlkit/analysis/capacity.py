@@ -74,7 +74,8 @@ def capacity_table(widths: Sequence[int], task_names: Sequence[str], mtl_val: np
                      "mtl_width": int(widths[j_mtl]), "mtl_test": mt[j_mtl, t],
                      "mtl_minus_stl": mt[j_mtl, t] - st[j, t]})
     df = pd.DataFrame(rows)
-    overall = {"task": "Overall", "stl_width": int(df["stl_width"].sum()), "stl_test": float(df["stl_test"].mean()),
-               "mtl_width": int(widths[j_mtl]), "mtl_test": float(df["mtl_test"].mean())}
+    overall: dict[str, Any] = {"task": "Overall", "stl_width": int(df["stl_width"].sum()),
+                               "stl_test": float(df["stl_test"].mean()), "mtl_width": int(widths[j_mtl]),
+                               "mtl_test": float(df["mtl_test"].mean())}
     overall["mtl_minus_stl"] = overall["mtl_test"] - overall["stl_test"]
     return pd.concat([df, pd.DataFrame([overall])], ignore_index=True)
