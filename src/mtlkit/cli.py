@@ -117,6 +117,16 @@ def cmd_methods(args: argparse.Namespace) -> int:
             distinct = {str(v) for v in grids.values()}
             shown = next(iter(grids.values())) if len(distinct) == 1 else grids
             print(f"    default selection grid: {shown}")
+    if not args.name:
+        from mtlkit.optim.combiners import COMBINERS
+
+        for kind, title in (("weighting", "Loss weightings"), ("aggregator", "Gradient aggregators")):
+            print(f"\n{title} (train any SGD method with one as METHOD+NAME, e.g. hard-share+NAME):")
+            for n, spec in COMBINERS.items():
+                if spec.kind == kind:
+                    print(f"{n}: {spec.summary}\n    paper: {spec.paper}")
+                    if spec.defaults:
+                        print("    hyper-parameters: " + ", ".join(f"{k}={v}" for k, v in spec.defaults.items()))
     return 0
 
 

@@ -86,14 +86,18 @@ def _compose(name: str) -> MethodInfo:
         if c_state is not None and c_load is not None:
             b_state, b_load = parts.state, parts.load_state
             c_keys = set(c_state())
+            prefix = f"{getattr(c, 'name', comb)}."  # a stateful combiner's keys (some appear after its first step)
+
+            def mine(k: str) -> bool:
+                return k in c_keys or k.startswith(prefix)
 
             def state() -> dict[str, torch.Tensor]:
                 return {**(b_state() if b_state is not None else {}), **c_state()}
 
             def load_state(st: dict[str, torch.Tensor]) -> None:
                 if b_load is not None:
-                    b_load({k: v for k, v in st.items() if k not in c_keys})
-                c_load({k: v for k, v in st.items() if k in c_keys})
+                    b_load({k: v for k, v in st.items() if not mine(k)})
+                c_load({k: v for k, v in st.items() if mine(k)})
 
             parts.state, parts.load_state = state, load_state
         return parts
@@ -101,7 +105,7 @@ def _compose(name: str) -> MethodInfo:
     return dataclasses.replace(
         base, name=f"{base.name}+{comb}", summary=f"{base.summary} Trained with {comb}: {spec.summary}",
         paper=f"{base.paper}; {spec.paper}", build=build, defaults={**base.defaults, **spec.defaults},
-        params=params, needs=tuple(dict.fromkeys((*base.needs, "per-task gradients"))), aliases=())
+        params=params, needs=tuple(dict.fromkeys((*base.needs, *spec.needs))), aliases=())
 
 
 def names() -> list[str]:

@@ -747,6 +747,8 @@ class CombinerSpec:
     make: Callable[[dict[str, Any]], Combiner]
     defaults: Mapping[str, Any] = field(default_factory=dict)
     params: tuple[HParam, ...] = ()
+    kind: str = "aggregator"  # "aggregator" (per-task gradients) or "weighting" (task weights): how it is listed
+    needs: tuple[str, ...] = ("per-task gradients",)  # what the composed method's `MethodInfo.needs` gains
 
     def __post_init__(self) -> None:
         declared = {p.name: p.default for p in self.params}
@@ -780,6 +782,24 @@ COMBINERS: dict[str, CombinerSpec] = {
         "Sener & Koltun, NeurIPS 2018 (Multi-Task Learning as Multi-Objective Optimization)", _make_mgda,
         params=MGDA_PARAMS),
 }
+
+
+COMBINERS["ew"] = CombinerSpec(
+    "ew", "EW (equal weighting): the plain weighted sum of the task losses, the Trainer's default (any method "
+    "without a combiner).", "the baseline of every weighting and aggregator", lambda hp: SumCombiner(),
+    kind="weighting", needs=())
+
+# the aggregators and loss weightings register here (they import this module's pieces, so they come last)
+from mtlkit.optim import aggregators as _aggregators  # noqa: E402
+from mtlkit.optim import weightings as _weightings  # noqa: E402
+
+COMBINERS.update(_aggregators.SPECS)
+COMBINERS.update(_weightings.SPECS)
+
+
+def combiner_names(kind: str | None = None) -> list[str]:
+    """The named combiners (``kind``: only the "aggregator"s or the "weighting"s), in listing order."""
+    return [n for n, s in COMBINERS.items() if kind is None or s.kind == kind]
 
 
 def make_combiner(name: str, hp: Mapping[str, Any] | None = None) -> Combiner:

@@ -133,6 +133,16 @@ def training_step(parts: MethodParts, fwd: torch.nn.Module, loss: TaskLoss, batc
         with torch.no_grad():
             for prox in parts.proxes:
                 prox(model, lr)
+    after = getattr(parts.combiner, "after_step", None)
+    if after is not None:  # e.g. FAMO: the batch's losses after the step, recomputed without a graph
+        def recompute() -> torch.Tensor:
+            with torch.no_grad():
+                pred = as_output(fwd(batch.x)).pred
+                if distributed is None:
+                    return loss(pred, batch)
+                return loss.per_row(pred, batch.y, batch.mask).sum(1) / n_global.clamp_min(1) * distributed.world_size
+
+        after(recompute)
     return losses.detach()
 
 
@@ -370,6 +380,9 @@ def fit_sgd(parts: MethodParts, loss: TaskLoss, train: DeviceData, val: DeviceDa
                 if ddp:
                     assert distributed is not None
                     acc = distributed.all_reduce_sum(acc) / distributed.world_size  # the global batches' losses
+                end_hook = getattr(parts.combiner, "epoch_end", None)
+                if end_hook is not None:  # e.g. DWA, STCH: the epoch's mean training loss per task (no sync)
+                    end_hook(acc / steps)
                 vl = mean_task_loss(model, loss, val, eval_chunk) if val is not None else acc / steps
                 host = torch.cat([acc / steps, vl]).cpu().numpy()  # the epoch's one sync
                 tr_l, va_l = host[:T], host[T:]
