@@ -76,7 +76,8 @@ def report_markdown(res: SweepResult, command: str = "", task_names: Sequence[st
         m, ci = mean_ci(per_task, axis=0)
         out += ["", f"Per task, test {spec.metric} (mean ± 95% CI over splits):", "", "| task | mean | ± |",
                 "|---|---|---|"]
-        out += [f"| {n} | {_fmt(float(a))} | {_fmt(float(b))} |" for n, a, b in zip(task_names, m, ci, strict=True)]
+        out += [f"| {n} | {_fmt(float(a))} | {_fmt(float(b))} |"
+                for n, a, b in zip(task_names, np.atleast_1d(m), np.atleast_1d(ci), strict=True)]
     return "\n".join(out) + "\n"
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from mtlkit.data.multitask import MultiTaskData
 from mtlkit.errors import MtlkitError
+from mtlkit.experiments.tuning.result import Direction
 from mtlkit.hparams import Space
 from mtlkit.methods import registry
 from mtlkit.train.metrics import LOWER_IS_BETTER, PRIMARY_METRIC
@@ -30,7 +31,9 @@ SPACE_SYNTAX = ("--param NAME=V1,V2,... lists values (each parsed as JSON where 
 # ---------------------------------------------------------------------- parsing the search space
 def _split_top_level(text: str) -> list[str]:
     """Split on commas outside brackets and quotes, so ``[64,32],[16]`` is two values."""
-    out, cur, depth, quote = [], [], 0, ""
+    out: list[str] = []
+    cur: list[str] = []
+    depth, quote = 0, ""
     for ch in text:
         if quote:
             quote = "" if ch == quote else quote
@@ -119,8 +122,10 @@ def dim_to_space(dim: Mapping[str, Any]) -> Space:
     if "choice" in dim:
         return Space("choice", choices=tuple(tuple(c) if isinstance(c, list) else c for c in dim["choice"]))
     if "int" in dim:
-        return Space("int", *dim["int"], off=dim.get("off"), log=bool(dim.get("log")))
-    return Space("log" if dim.get("log") else "uniform", *dim["float"], off=dim.get("off"))
+        lo, hi = dim["int"]
+        return Space("int", lo, hi, off=dim.get("off"), log=bool(dim.get("log")))
+    lo, hi = dim["float"]
+    return Space("log" if dim.get("log") else "uniform", lo, hi, off=dim.get("off"))
 
 
 def _as_dimension(name: str, spec: Any) -> dict[str, Any]:
@@ -166,7 +171,7 @@ class SweepSpec:
     sampler: str            # "grid" (every point of `space` once), "tpe" or "random"
     n_trials: int
     metric: str
-    direction: str          # "minimize" | "maximize"
+    direction: Direction
 
     @property
     def is_grid(self) -> bool:
@@ -222,8 +227,8 @@ def make_spec(method: str, data: MultiTaskData, *, n_splits: int = 3, seed: int 
     if n_splits < 1:
         raise MtlkitError(f"--splits must be at least 1, got {n_splits}")
     metric = PRIMARY_METRIC[data.kind]
-    direction = "minimize" if LOWER_IS_BETTER[metric] else "maximize"
-    common = dict(method=entry.name, dataset=data.name, checksum=data.checksum(), kind=data.kind,
+    direction: Direction = "minimize" if LOWER_IS_BETTER[metric] else "maximize"
+    common: dict[str, Any] = dict(method=entry.name, dataset=data.name, checksum=data.checksum(), kind=data.kind,
                   n_splits=n_splits, seed=seed, fixed=fixed, space=dims, metric=metric, direction=direction)
     if n_trials is None:
         ranges = [n for n, d in dims.items() if "choice" not in d]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -13,6 +13,7 @@ from mtlkit.experiments.tuning.space import _fmt, params_text, space_text
 from mtlkit.hparams import Space
 
 FORMAT = "mtlkit-tune/1"
+Direction = Literal["minimize", "maximize"]  # an Optuna study's direction
 PRUNE_WARMUP_EPOCHS = 5      # MedianPruner: never prune before this many epochs of a trial
 PRUNE_STARTUP_TRIALS = 5     # MedianPruner: never prune within a study's first trials
 
@@ -83,7 +84,7 @@ class TuningResult:
     method: str
     selection: str
     metric: str
-    direction: str
+    direction: Direction
     budget: int
     widen: int
     widen_trials: int

@@ -10,7 +10,7 @@ from typing import Any
 
 from mtlkit.data.splits import Split
 from mtlkit.errors import MtlkitError
-from mtlkit.experiments.tuning.result import SplitTuning, TrialRecord, TuningResult
+from mtlkit.experiments.tuning.result import Direction, SplitTuning, TrialRecord, TuningResult
 from mtlkit.experiments.tuning.space import _tuple, decode_params, encode_params, with_defaults
 from mtlkit.experiments.tuning.trials import _Context, _masked, _open_round, _wait_round, _work
 from mtlkit.hparams import HParam, Space
@@ -85,7 +85,7 @@ def tune(method: str, splits: Sequence[Split | tuple[str, Split]], *, trials: in
     if metric not in METRICS_BY_KIND[kind]:
         raise MtlkitError(f"metric {metric!r} is not computed for {kind} tasks; choose from "
                           f"{', '.join(METRICS_BY_KIND[kind])}")
-    direction = "minimize" if LOWER_IS_BETTER[metric] else "maximize"
+    direction: Direction = "minimize" if LOWER_IS_BETTER[metric] else "maximize"
     budget = trials if sp else 1
     if not sp:
         notes.append("nothing to search (empty space): one trial, the defaults")

@@ -15,7 +15,7 @@ import numpy as np
 
 from mtlkit.data.splits import Split
 from mtlkit.errors import MtlkitError
-from mtlkit.experiments.tuning.result import FORMAT, PRUNE_STARTUP_TRIALS, PRUNE_WARMUP_EPOCHS
+from mtlkit.experiments.tuning.result import FORMAT, PRUNE_STARTUP_TRIALS, PRUNE_WARMUP_EPOCHS, Direction
 from mtlkit.experiments.tuning.space import distributions, suggest
 from mtlkit.hparams import HParam, Space
 
@@ -29,7 +29,7 @@ class _Context:
     params: dict[str, HParam]
     fixed: dict[str, Any]
     metric: str
-    direction: str
+    direction: Direction
     seed: int
     trials: int
     widen_trials: int

@@ -17,7 +17,7 @@ from mtlkit.data.multitask import MultiTaskData
 from mtlkit.data.normalize import Normalizer
 from mtlkit.data.spec import DataInfo
 from mtlkit.data.splits import Split
-from mtlkit.data.transforms import FittedPCA
+from mtlkit.data.transforms import FittedPCA, FittedTransform
 from mtlkit.errors import DataError, MtlkitError
 from mtlkit.methods import registry
 from mtlkit.methods.base import MethodInfo, MethodParts, as_output
@@ -60,7 +60,7 @@ class Run:
     hyper-parameters, the data description, the fitted feature transform and standardisation."""
 
     def __init__(self, method: str, hparams: dict[str, Any], info: DataInfo, model: nn.Module,
-                 normalizer: Normalizer, transform: FittedPCA | None = None, history: History | None = None,
+                 normalizer: Normalizer, transform: FittedTransform | None = None, history: History | None = None,
                  split: Split | None = None, seed: int = 0, device: torch.device | None = None,
                  train_seconds: float = 0.0, selection: list[dict[str, Any]] | None = None,
                  dataset: str = "custom", checksum: str = "") -> None:
