@@ -141,13 +141,26 @@ def test_mmoe_matches_per_task_loop(shared):
         experts = [torch.relu(z @ m.experts.weight[e] + m.experts.bias[e]) for e in range(3)]
         mixed = sum(gate[:, e:e + 1] * experts[e] for e in range(3))
         ref.append(_tower(m.heads.linear_layers(), mixed, t, act_last=False))
-    out = m(x)
+    res = m(x)
+    out = res.pred
     assert out.shape == (T, x.shape[-2], 1)
     torch.testing.assert_close(out, torch.stack(ref), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(m.mixed(x), _mixed(m, x, shared), rtol=1e-12, atol=1e-12)
+    assert res.features["shared"].shape == ((3, x.shape[-2], 5) if shared else (T, 3, x.shape[-2], 5))
     z = m.bottom(x)
     g = m.gates(z)
     assert g.shape == (T, x.shape[-2], 3)
     torch.testing.assert_close(g.sum(-1), torch.ones(T, x.shape[-2], dtype=torch.float64))
+
+
+def _mixed(m: MMoENet, x: torch.Tensor, shared: bool) -> torch.Tensor:
+    """Reference mixture Σ_e g_te f_e, a loop over tasks and experts."""
+    rows = []
+    for t in range(T):
+        z = m.bottom(x if shared else x[t])
+        gate = torch.softmax(z @ m.gate.weight[t] + m.gate.bias[t], -1)
+        rows.append(sum(gate[:, e:e + 1] * torch.relu(z @ m.experts.weight[e] + m.experts.bias[e]) for e in range(3)))
+    return torch.stack(rows)
 
 
 def test_mmoe_one_expert_gates_are_one():

@@ -138,21 +138,29 @@ class MMoENet(nn.Module):
         """Task gates [T, B, E] from bottom features ``z`` ([B, h] or [T, B, h]); rows sum to 1."""
         return torch.softmax(self.gate(z), dim=-1)
 
-    def mixed(self, x: torch.Tensor) -> torch.Tensor:
-        """Σ_e g_t(x)_e f_e(x) per task: [T, B, expert_dim]."""
+    def experts_and_gates(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The experts' outputs — ``[E, B, d]`` on shared input, ``[T, E, B, d]`` on per-task input (every expert on
+        task t's rows) — and the task gates ``[T, B, E]``."""
         z = self.bottom(_flatten(x, self.shared, self.n_tasks))
         g = self.gates(z)
         if self.shared:
-            f = self.expert_act(self.experts(z))  # [E, B, d]
-            return torch.einsum("tbe,ebd->tbd", g, f)
+            return self.expert_act(self.experts(z)), g
         # every expert on every task's rows, as one layer call on the task-major rows [T·B, h] → [E, T·B, d] (so a
         # per-task-gradient combiner's TaskTape takes the experts' T gradients from one backward pass)
         T, B = z.shape[0], z.shape[1]
         f = self.expert_act(self.experts(z.reshape(T * B, z.shape[-1])))
-        return torch.einsum("tbe,etbd->tbd", g, f.reshape(f.shape[0], T, B, f.shape[-1]))
+        return f.reshape(f.shape[0], T, B, f.shape[-1]).transpose(0, 1), g
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.heads(self.mixed(x))
+    def mixed(self, x: torch.Tensor) -> torch.Tensor:
+        """Σ_e g_t(x)_e f_e(x) per task: [T, B, expert_dim]."""
+        f, g = self.experts_and_gates(x)
+        return torch.einsum("tbe,ebd->tbd" if self.shared else "tbe,tebd->tbd", g, f)
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        f, g = self.experts_and_gates(x)
+        mixed = torch.einsum("tbe,ebd->tbd" if self.shared else "tbe,tebd->tbd", g, f)
+        # the last shared tensor, MGDA-UB's representation: the experts' outputs (task axis first on per-task input)
+        return ModelOutput(self.heads(mixed), features={"shared": f})
 
 
 def _mmoe_shared(model: nn.Module) -> list[nn.Parameter]:
