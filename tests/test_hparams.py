@@ -259,3 +259,107 @@ def test_out_of_range_value_through_train_is_one_line(name, bad):
 def test_reference_doc_is_generated_from_the_declarations():
     path = Path(__file__).resolve().parents[1] / "docs" / "hyperparameters.md"
     assert path.read_text(encoding="utf-8") == docs.render(), f"docs/hyperparameters.md is stale: run {docs.COMMAND}"
+
+
+# ---------------------------------------------------------------------- one declaration, no copies elsewhere
+SRC = Path(__file__).resolve().parents[1] / "src" / "mtlkit"
+SPACE_MAKERS = {"Space", "log_range", "uniform", "int_range", "choice"}  # mtlkit.hparams' space constructors
+ALLOWED_KEY_LISTS = {  # key tuples outside the declarations that are a protocol, not a copy: why each stays
+    ("optimizer", "lr", "momentum", "weight_decay", "lr_decay", "decay_steps"):
+        "trace-norm reproduction's ablation: the tuned optimiser settings carried onto STL (its stated protocol)",
+    ("alpha", "gamma"): "AMTFL reproduction's diagnosis of the feedback's two weights, named in its text",
+}
+
+
+def _declared_names() -> dict[str, HParam]:
+    """Every hyper-parameter any registered method or gradient combiner declares, by name."""
+    out: dict[str, HParam] = {}
+    for name in registry.names():
+        for k, p in method_params(registry.get(name)).items():
+            out.setdefault(k, p)
+    for spec in COMBINERS.values():
+        for p in spec.params:
+            out.setdefault(p.name, p)
+    return out
+
+
+def _literal(node) -> bool:
+    import ast
+
+    if isinstance(node, ast.UnaryOp):
+        return _literal(node.operand)
+    return isinstance(node, ast.Constant) and isinstance(node.value, int | float | str | bool)
+
+
+def copies_of_declarations(source: str, declared: dict[str, HParam]) -> list[str]:
+    """What in ``source`` (a module outside the declarations) keeps its own copy of a method's hyper-parameters: a
+    list of two or more declared names, a declared scalar parameter mapped to a list of values (a grid or range), a
+    `Space` built from literal numbers, or a literal ``grid=`` / ``space=`` dict passed to a call."""
+    import ast
+
+    tree = ast.parse(source)
+    makers = {a.asname or a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+              and n.module == "mtlkit.hparams" for a in n.names if a.name in SPACE_MAKERS}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Tuple | ast.List) and len(node.elts) >= 2 and all(
+                isinstance(e, ast.Constant) and isinstance(e.value, str) and e.value in declared for e in node.elts):
+            keys = tuple(e.value for e in node.elts)
+            if keys not in ALLOWED_KEY_LISTS:
+                found.append(f"line {node.lineno}: key list {keys}")
+        elif isinstance(node, ast.Dict):
+            for k, v in zip(node.keys, node.values, strict=True):
+                if (isinstance(k, ast.Constant) and k.value in declared and declared[k.value].type != "ints"
+                        and isinstance(v, ast.Tuple | ast.List) and len(v.elts) >= 2 and all(map(_literal, v.elts))):
+                    found.append(f"line {node.lineno}: values of {k.value} {ast.unparse(v)}")
+        elif isinstance(node, ast.Call):
+            if isinstance(node.func, ast.Name) and node.func.id in makers:
+                bounds = node.args[1:] if node.func.id == "Space" else node.args  # Space's first is its kind
+                bounds += [kw.value for kw in node.keywords if kw.arg in ("low", "high", "choices")]
+                if any(_literal(a) or isinstance(a, ast.Tuple | ast.List) and any(map(_literal, a.elts))
+                       for a in bounds):
+                    found.append(f"line {node.lineno}: a space of its own, {ast.unparse(node)}")
+            found += [f"line {node.lineno}: a literal {kw.arg}= dict" for kw in node.keywords
+                      if kw.arg in ("grid", "grids", "space") and isinstance(kw.value, ast.Dict)]
+    return found
+
+
+def test_the_copy_finder_finds_each_kind_of_copy():
+    declared = _declared_names()
+    source = ('from mtlkit.hparams import log_range\nKEYS = ("lam", "lr")\nGRID = {"lam": [0.1, 1.0]}\n'
+              'SPACE = {"lam": log_range(1e-3, 1.0)}\ntrain("lasso", split, grid={"lam": [1.0]})\n'
+              'ARCH = {"hidden": [64, 32], "lr": 1e-3}\nok = rng.uniform(0.0, 1.0)\n')
+    lines = sorted(int(f.split(":")[0].removeprefix("line ")) for f in copies_of_declarations(source, declared))
+    assert lines == [2, 3, 4, 5]  # widths (an `ints` value), one fixed value and numpy's uniform are not copies
+
+
+def test_no_module_keeps_its_own_copy_of_a_methods_hyper_parameters():
+    """The declarations (`HParam`s in the method modules, the Trainer's, the combiners') are the one place a method's
+    keys, grids and spaces live; the docs, `mtlkit sweep`'s default spaces, tuning, bench and the estimators read
+    them. A module that builds no `HParam` and still lists a method's keys or values is a copy that can drift."""
+    declared = _declared_names()
+    copies = {}
+    for path in sorted(SRC.rglob("*.py")):
+        source = path.read_text(encoding="utf-8")
+        if path.name == "hparams.py" or "HParam(" in source:  # a declaration itself
+            continue
+        found = copies_of_declarations(source, declared)
+        if found:
+            copies[str(path.relative_to(SRC))] = found
+    assert not copies, f"copies of declared hyper-parameters (derive them from the declaration): {copies}"
+
+
+def test_estimators_pass_exactly_the_declared_parameters_with_the_declared_defaults():
+    import inspect
+
+    from mtlkit import estimators
+
+    own = {"standardize", "device", "random_state"}
+    classes = [getattr(estimators, n) for n in estimators.__all__ if hasattr(getattr(estimators, n), "_method")]
+    assert len(classes) == 12
+    for cls in classes:
+        params = method_params(registry.get(cls._method))
+        init = {k: v.default for k, v in inspect.signature(cls.__init__).parameters.items() if k != "self"}
+        assert set(cls._hparam_names()) == set(init) - own <= set(params), cls.__name__
+        for k in cls._hparam_names():  # an explicit default is the declared one (None: the method's own default)
+            assert init[k] is None or init[k] == params[k].default, (cls.__name__, k, init[k], params[k].default)

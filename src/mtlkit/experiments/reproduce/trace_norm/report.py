@@ -98,7 +98,7 @@ def _budget_section(res: Results) -> list[str]:
     rows = []
     for m in res.methods:
         hp = res.hparams.get(m, {})
-        keys = [k for k in ("optimizer", "lr", "momentum", "gamma") if k in hp
+        keys = [k for k in res.tuning.get(m, {}).get("space", {}) if k in hp  # the searched names: declared less fixed
                 and (k != "momentum" or hp.get("optimizer") == "sgd")]  # momentum acts with sgd only
         rows.append([NAMES[m], ", ".join(f"{k}={_fmt_value(hp[k])}" for k in keys)
                      + (" (γ off: no penalty)" if hp.get("gamma", None) == 0 else "")])
