@@ -17,6 +17,10 @@ batched product (shared input: what batching buys).
 srdml is not in the default list: on per-task input its saliency penalty compares every pair of tasks on all T·B
 pooled rows (O(T³·B)), seconds per step at T = 139 (``--methods srdml`` times it).
 
+``--combiners`` times instead ``hard-share+NAME`` for every named loss weighting and gradient aggregator
+(`mtlkit.optim.combiners.COMBINERS`, pcgrad first) and adds each one's ratio to the ``hard-share+pcgrad`` step of
+the same run (issue 16's target: ≤ 3×).
+
 Run::
 
     python benchmarks/method_steps.py --threads 1 --markdown  # every method at T = 139, per-task input, cpu
@@ -24,6 +28,7 @@ Run::
     python benchmarks/method_steps.py --methods tomato-ex:K=16,mrn --tasks 139 --devices cuda
     python benchmarks/method_steps.py --shared                # one input shared by all tasks
     python benchmarks/method_steps.py --methods srdml,pcgrad,mgda-ub --loop --shared
+    python benchmarks/method_steps.py --combiners --threads 1 --markdown   # every weighting / aggregator
 """
 
 from __future__ import annotations
@@ -105,8 +110,18 @@ def per_task_loops() -> Iterator[None]:
 
 
 def needs_task_gradients(spec: str) -> bool:
+    from mtlkit.optim.combiners import COMBINERS
+
     name = spec.split(":")[0]
-    return name in ("srdml", "pcgrad", "mgda-ub") or name.endswith(("+pcgrad", "+mgda-ub"))
+    per_task = tuple(f"+{n}" for n, c in COMBINERS.items() if c.needs)
+    return name in ("srdml", "pcgrad", "mgda-ub") or name.endswith(per_task)
+
+
+def combiner_specs() -> str:
+    """``hard-share+NAME`` for every named combiner, pcgrad first (the reference of the ratios)."""
+    from mtlkit.optim.combiners import COMBINERS
+
+    return ",".join(["hard-share+pcgrad", *(f"hard-share+{n}" for n in COMBINERS if n != "pcgrad")])
 
 
 def make_batch(n_tasks: int, batch: int, shared: bool, device: torch.device) -> tuple[DataInfo, Batch]:
@@ -198,7 +213,12 @@ def main() -> None:
     p.add_argument("--loop", action="store_true",
                    help="also time srdml / pcgrad / mgda-ub with per-task gradients by a loop of T backward calls")
     p.add_argument("--markdown", action="store_true", help="end with the results as a Markdown table")
+    p.add_argument("--combiners", action="store_true",
+                   help="time hard-share+NAME for every loss weighting and gradient aggregator (instead of --methods), "
+                        "with the ratio to hard-share+pcgrad")
     args = p.parse_args()
+    if args.combiners:
+        args.methods = combiner_specs()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     devices = args.devices.split(",") if args.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -249,7 +269,17 @@ def main() -> None:
                 print(f"{label:<30} {T:>4} {m_ms:>9.2f} {b_ms:>14.2f} {m_ms / b_ms:>7.2f}x", flush=True)
                 del s
     print(f"\n1-min load average at the end: {_load()} on {os.cpu_count()} cores")
-    if args.markdown:
+    if args.markdown and args.combiners:  # each row also against the pcgrad row of the same T (and device)
+        def device_of(label: str) -> str:
+            return label[label.rfind(" ["):] if len(devices) > 1 else ""
+
+        ref = {(device_of(label), T): m_ms for label, T, m_ms, _ in table if label.startswith("hard-share+pcgrad")}
+        print("\n| method | T | ms/step | × hard-share (same run) | × hard-share+pcgrad (same run) |\n"
+              "| --- | --- | --- | --- | --- |")
+        for label, T, m_ms, b_ms in table:
+            pc = ref.get((device_of(label), T))
+            print(f"| {label} | {T} | {m_ms:.2f} | {m_ms / b_ms:.2f}× | " + (f"{m_ms / pc:.2f}× |" if pc else "– |"))
+    elif args.markdown:
         print("\n| method | T | ms/step | hard-share ms/step (same run) | ratio |\n| --- | --- | --- | --- | --- |")
         for label, T, m_ms, b_ms in table:
             print(f"| {label} | {T} | {m_ms:.2f} | {b_ms:.2f} | {m_ms / b_ms:.2f}× |")
