@@ -1,6 +1,6 @@
-"""Trains `pcgrad`, `mgda-ub` and `srdml+pcgrad` on a small shared-input problem with conflicting tasks, as one
-rank under torchrun (writes the final parameters, rank 0) or in-process (`train_all`). Used by test_combiners.py;
-not a test module itself."""
+"""Trains `pcgrad`, `mgda-ub`, `srdml+pcgrad` and three of issue 16's combiners (`hard-share+upgrad`, `+moco`,
+`+famo`) on a small shared-input problem with conflicting tasks, as one rank under torchrun (writes the final
+parameters, rank 0) or in-process (`train_all`). Used by test_combiners.py; not a test module itself."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 import mtlkit
 from mtlkit.train.distributed import DistContext
 
-METHODS = ("pcgrad", "mgda-ub", "srdml+pcgrad")
+METHODS = ("pcgrad", "mgda-ub", "srdml+pcgrad", "hard-share+upgrad", "hard-share+moco", "hard-share+famo")
 
 
 def make_data() -> mtlkit.MultiTaskData:

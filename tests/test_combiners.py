@@ -385,9 +385,10 @@ def test_pairs_helper_consistency() -> None:
 
 # ---------------------------------------------------------------------- distributed data parallel
 def test_torchrun_two_processes_match_one_with_combiners(tmp_path) -> None:
-    """Under DDP (gloo, 2 CPU processes) PCGrad and MGDA-UB combine the global per-task gradients and SRDML's
-    penalty weights rows as the global batch does: `pcgrad`, `mgda-ub` and `srdml+pcgrad` train to the parameters
-    of a single process on the same global batches (up to summation order)."""
+    """Under DDP (gloo, 2 CPU processes) PCGrad, MGDA-UB, UPGrad and MoCo combine the global per-task gradients,
+    FAMO weights by the global losses and SRDML's penalty weights rows as the global batch does: `pcgrad`, `mgda-ub`,
+    `srdml+pcgrad`, `hard-share+upgrad`, `+moco` and `+famo` train to the parameters of a single process on the same
+    global batches (up to summation order)."""
     import importlib.util
     import os
     import subprocess
