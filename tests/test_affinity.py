@@ -185,3 +185,27 @@ def test_grouping_advice_nan_and_files(tmp_path: Path) -> None:
     np.testing.assert_allclose(back.matrix, M, equal_nan=True)
     assert list(aff.summary()["best_partner"]) == ["b", "c", "a", "a"]  # ties: the first source
     assert json.loads((tmp_path / "g.json").read_text())["groups"] == [["a", "b", "c"], ["d"]]
+
+
+# ---------------------------------------------------------------------------------------------- the command
+def test_affinity_command_writes_its_files_and_refuses_too_many_pairs(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from mtlkit.cli import main
+
+    out = tmp_path / "aff"
+    assert main(["affinity", "--dataset", "srdml-synthetic", "--set", "epochs=2", "--set", "hidden=[8]",
+                 "--groups", "2", "--out", str(out), "--quiet"]) == 0
+    stem = out / "affinity-srdml-synthetic-lookahead"
+    for suffix in (".csv", ".png", ".svg", "-groups.json", "-tasks.csv"):
+        assert Path(f"{stem}{suffix}").stat().st_size > 0
+    printed = capsys.readouterr().out
+    assert "× one training run" in printed and "advice: train {" in printed
+    back = Affinity.read_csv(f"{stem}.csv")
+    assert back.matrix.shape == (12, 12)
+    groups = json.loads(Path(f"{stem}-groups.json").read_text())["groups"]
+    assert len(groups) == 2 and sorted(sum(groups, [])) == sorted(back.task_names)
+    # 12 tasks > the pairs limit: one line on stderr, exit 2, nothing trained
+    assert main(["affinity", "--dataset", "srdml-synthetic", "--how", "pairs", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--max-pairs" in err[0] and err[0].startswith("mtlkit: error:")
+    assert main(["affinity", "--dataset", "srdml-synthetic", "--groups", "13", "--out", str(out)]) == 2

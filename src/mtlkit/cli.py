@@ -23,7 +23,7 @@ DEFAULT_METHODS = "stl,single,hard-share"
 
 # Commands that live in mtlkit/commands/<name>.py; each module defines add_parser(subparsers), whose
 # parser sets `func` (args -> exit code) and raises MtlkitError for bad input.
-COMMANDS: tuple[str, ...] = ("sweep", "train", "report", "plot", "reproduce")
+COMMANDS: tuple[str, ...] = ("sweep", "train", "report", "plot", "reproduce", "affinity")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

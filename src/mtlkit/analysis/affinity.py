@@ -262,3 +262,25 @@ def relation_affinity(matrix: np.ndarray, n_tasks: int) -> np.ndarray:
         out[~np.isfinite(out)] = 0.0
         return out
     raise MtlkitError(f"a learned relation must be [T, T] or [K, T] with T = {n_tasks}, got shape {m.shape}")
+
+
+def affinity_figure(aff: Affinity, groups: Sequence[Sequence[int]] | None = None, title: str = "") -> Any:
+    """The affinity matrix as a heatmap (rows = source, columns = target), tasks ordered group by group with the
+    groups' boundaries drawn; matplotlib is imported here, on the Agg canvas (`mtlkit.analysis.plots`)."""
+    from mtlkit.analysis.plots import relation_matrix_figure
+
+    order = [t for g in groups for t in g] if groups else list(range(aff.n_tasks))
+    m = aff.matrix[np.ix_(order, order)]
+    names = [aff.task_names[t] for t in order]
+    label = {"lookahead": "Z", "pairs": "gain"}.get(aff.how, "cos" if aff.normalize == "cosine" else "")
+    fig = relation_matrix_figure(m, names, names, title or f"{aff.label} affinity (row: source, column: target)",
+                                 value_label=label)
+    ax = fig.axes[0]
+    if groups and len(groups) > 1:
+        edge = np.cumsum([len(g) for g in groups])[:-1] - 0.5
+        for e in edge:
+            ax.axhline(e, color="black", lw=1.6)
+            ax.axvline(e, color="black", lw=1.6)
+    ax.set_ylabel("source task")
+    ax.set_xlabel("target task")
+    return fig

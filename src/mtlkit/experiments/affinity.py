@@ -144,10 +144,25 @@ class _Probe:
         self.seconds += time.perf_counter() - t0
 
 
-def default_every(n_tasks: int, lookahead: bool) -> int:
-    """Probe every step for the gradient affinity; for the lookahead, whose probe costs about T forward passes of a
-    batch (a step costs about three), every ⌈T/4⌉ steps, so the probes cost about one more training run."""
-    return max(1, math.ceil(n_tasks / 4)) if lookahead else 1
+def default_every(n_tasks: int, lookahead: bool, total_steps: int | None = None) -> int:
+    """Probe every step for the gradient affinity (about one backward pass). The lookahead's probe costs about T
+    forward passes of a batch (a training step about three): every ⌈T/4⌉ steps, so the probes cost about one more
+    training run, but at least ~50 probes over ``total_steps`` (more often when the run is short)."""
+    if not lookahead:
+        return 1
+    every = max(1, math.ceil(n_tasks / 4))
+    if total_steps is not None:
+        every = min(every, max(1, total_steps // 50))
+    return every
+
+
+def _total_steps(split: Split, entry: Any, hparams: dict[str, Any] | None) -> int:
+    """The joint run's optimisation steps if it does not stop early: epochs × ⌈largest task's rows / batch⌉."""
+    from mtlkit.methods.params import merge_hparams, method_defaults, method_params
+
+    hp = merge_hparams(method_defaults(entry), hparams, entry.name, method_params(entry))
+    rows = split.train.n_rows if split.train.shared else max(split.train.task_sizes)
+    return int(hp["epochs"]) * -(-int(rows) // max(1, min(int(hp["batch_size"]), int(rows))))
 
 
 def joint_affinity(split: Split, method: str = "hard-share", hparams: dict[str, Any] | None = None, seed: int = 0,
@@ -160,7 +175,9 @@ def joint_affinity(split: Split, method: str = "hard-share", hparams: dict[str, 
         raise MtlkitError(f"method {entry.name!r} is not trained by SGD: lookahead and gradient affinity need a joint "
                           "SGD run (use how='pairs' or 'learned')")
     T = split.train.n_tasks
-    every = default_every(T, lookahead) if every is None else int(every)
+    every = default_every(T, lookahead, _total_steps(split, entry, hparams)) if every is None else int(every)
+    if chunk is None and T > 32:
+        chunk = 16  # bound the vmapped forward's memory: 16 parameter copies at a time
     if every < 1:
         raise MtlkitError(f"every must be at least 1 step, got {every}")
     from mtlkit.train.run import resolve_device
@@ -180,29 +197,30 @@ def joint_affinity(split: Split, method: str = "hard-share", hparams: dict[str, 
 # ---------------------------------------------------------------------------------------------- pairs
 @dataclass
 class PairTransfer:
-    """Measured transfer: ``alone[j]`` task j's metric trained alone, ``pair[i, j]`` task j's metric trained with
-    task i (NaN for pairs not run), ``gain[i, j] = 1 − pair[i, j] / alone[j]``, the metric's name, the runs' count."""
+    """Measured transfer on the validation and test rows: ``alone[part][j]`` task j's metric trained alone,
+    ``pair[part][i, j]`` task j's metric trained with task i (NaN for pairs not run), `gain` ``1 − pair / alone``;
+    the metric's name, the number of runs and their seconds."""
 
     metric: str
-    alone: np.ndarray
-    pair: np.ndarray
+    alone: dict[str, np.ndarray]
+    pair: dict[str, np.ndarray]
     runs: int
     seconds: float
 
-    @property
-    def gain(self) -> np.ndarray:
+    def gain(self, part: str = "val") -> np.ndarray:
+        """``[T, T]``: ``1 − m_j(with i) / m_j(alone)`` (row = source i, column = target j; NaN on the diagonal)."""
         with np.errstate(all="ignore"):
-            g = 1.0 - self.pair / self.alone[None, :]
+            g = 1.0 - self.pair[part] / self.alone[part][None, :]
         np.fill_diagonal(g, np.nan)
         return g
 
 
 def pair_transfer(split: Split, method: str = "hard-share", hparams: dict[str, Any] | None = None, seed: int = 0,
-                  part: str = "val", max_pairs: int | None = None, pairs_limit: int = PAIRS_LIMIT,
+                  max_pairs: int | None = None, pairs_limit: int = PAIRS_LIMIT,
                   device: str | torch.device | None = None, progress: bool | None = None) -> PairTransfer:
     """Train ``method`` on every task alone and on every pair (or ``max_pairs`` pairs drawn with ``seed``) of
-    ``split`` and compare each task's ``part`` metric (`TRANSFER_METRIC`). More than ``pairs_limit`` tasks without
-    ``max_pairs`` is an error, before any training."""
+    ``split`` and compare each task's validation and test metric (`TRANSFER_METRIC`). More than ``pairs_limit``
+    tasks without ``max_pairs`` is an error, before any training."""
     T = split.train.n_tasks
     all_pairs = [(i, j) for i in range(T) for j in range(i + 1, T)]
     if max_pairs is None and pairs_limit < T:
@@ -215,17 +233,20 @@ def pair_transfer(split: Split, method: str = "hard-share", hparams: dict[str, A
         rng = np.random.default_rng(seed)
         pairs = [all_pairs[k] for k in np.sort(rng.choice(len(all_pairs), size=max_pairs, replace=False))]
     metric = TRANSFER_METRIC[split.train.kind]
+    parts = [p for p in ("val", "test") if getattr(split, p) is not None]
     t0 = time.perf_counter()
 
-    def measure(tasks: Sequence[int]) -> np.ndarray:
+    def measure(tasks: Sequence[int]) -> dict[str, np.ndarray]:
         run = train_one(method, split_tasks(split, tasks), hparams, seed=seed, device=device, progress=progress)
-        return np.asarray(run.evaluate(part).per_task[metric], dtype=np.float64)
+        return {p: np.asarray(run.evaluate(p).per_task[metric], dtype=np.float64) for p in parts}
 
-    alone = np.array([measure([t])[0] for t in range(T)])
-    pair = np.full((T, T), np.nan)
+    single = [measure([t]) for t in range(T)]
+    alone = {p: np.array([s[p][0] for s in single]) for p in parts}
+    pair = {p: np.full((T, T), np.nan) for p in parts}
     for i, j in pairs:
         m = measure([i, j])
-        pair[i, j], pair[j, i] = m[1], m[0]  # [source, target]: task j's metric trained with i, and vice versa
+        for p in parts:  # [source, target]: task j's metric trained with i, and task i's trained with j
+            pair[p][i, j], pair[p][j, i] = m[p][1], m[p][0]
     return PairTransfer(metric, alone, pair, T + len(pairs), time.perf_counter() - t0)
 
 
@@ -250,10 +271,10 @@ def affinity(data: MultiTaskData | Split, method: str = "hard-share", how: str =
                                device=device, progress=progress)
         return joint.affinity(how, normalize)
     if how == "pairs":
-        pt = pair_transfer(split, method, hparams, seed, "val", max_pairs, pairs_limit, device, progress)
-        return Affinity(pt.gain, names, "pairs", pt.metric,
-                        {"method": method, "runs": pt.runs, "total_seconds": pt.seconds, "alone": pt.alone.tolist(),
-                         "pairs_run": int(np.isfinite(pt.pair).sum() // 2)})
+        pt = pair_transfer(split, method, hparams, seed, max_pairs, pairs_limit, device, progress)
+        return Affinity(pt.gain("val"), names, "pairs", pt.metric,
+                        {"method": method, "runs": pt.runs, "total_seconds": pt.seconds,
+                         "alone": pt.alone["val"].tolist(), "pairs_run": int(np.isfinite(pt.pair["val"]).sum() // 2)})
     t0 = time.perf_counter()
     run = train_one(method, split, hparams, seed=seed, device=device, progress=progress)
     rels = task_relations(run)
