@@ -67,9 +67,9 @@ def verdict(effect: float, ci: float, direction: int, paper_effect: float | None
     if x - half <= 0:
         return "holds in direction only", f"mean {effect:+.3g} on the claimed side, but its CI (±{ci:.2g}) includes 0"
     if size is not None and size > 0 and x + half < size:
-        return "holds in direction only", (f"significant ({effect:+.3g} ± {ci:.2g}) but smaller than the paper's "
-                                           f"{paper_effect:+.3g}")
-    return "holds", f"{effect:+.3g} ± {ci:.2g}" + ("" if size is None else f" (paper {paper_effect:+.3g})")
+        return "holds in direction only", (f"significant ({mean_ci_text(effect, ci, '+.3g', '.2g')}) but smaller "
+                                           f"than the paper's {paper_effect:+.3g}")
+    return "holds", mean_ci_text(effect, ci, "+.3g", ".2g") + ("" if size is None else f" (paper {paper_effect:+.3g})")
 
 
 def write_claims(claims: Sequence[Claim], path: str | Path) -> Path:

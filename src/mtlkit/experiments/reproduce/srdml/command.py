@@ -8,10 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mtlkit.experiments.claims import write_claims
-from mtlkit.experiments.reproduce.common import (
-    Context,
-    provenance,
-)
+from mtlkit.experiments.reproduce.common import Context, provenance
 from mtlkit.experiments.reproduce.srdml.base import (
     DEFAULT_TRIALS,
     IMG_LAMBDAS,
@@ -24,9 +21,11 @@ from mtlkit.experiments.reproduce.srdml.base import (
     SYN_SEED,
     TABLE3_LAMBDAS,
 )
+from mtlkit.experiments.reproduce.srdml.helpers import CSV_HEADER
 from mtlkit.experiments.reproduce.srdml.images import _images
 from mtlkit.experiments.reproduce.srdml.paper_claims import _claims_table, claim_rows
 from mtlkit.experiments.reproduce.srdml.synthetic import _synthetic
+from mtlkit.experiments.tables import write_csv
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -154,7 +153,7 @@ def run(args: argparse.Namespace, ctx: Context) -> list[Path]:
     body: list[str] = []
     diag: list[str] = []
     budget: list[str] = []
-    csv: list[str] = ["part,dataset,method,split,metric,value"]
+    csv: list[list[str]] = []
     figs: list[Path] = []
     syn: dict[str, Any] | None = None
     img: dict[str, Any] | None = None
@@ -173,7 +172,6 @@ def run(args: argparse.Namespace, ctx: Context) -> list[Path]:
               *budget, "", *body, "## Diagnosis", "", *diag]
     md = ctx.out / "srdml.md"
     md.write_text("\n".join(lines) + "\n")
-    out = ctx.out / "srdml.csv"
-    out.write_text("\n".join(csv) + "\n")
+    out = write_csv(ctx.out / "srdml.csv", CSV_HEADER, csv)
     claims = write_claims(rows, ctx.out / "claims" / "srdml.csv")
     return [md, out, claims, *figs]

@@ -12,15 +12,12 @@ from matplotlib.figure import Figure
 
 from mtlkit.data.multitask import MultiTaskData
 from mtlkit.experiments.bench import BenchResult, run_bench
-from mtlkit.experiments.reproduce.common import (
-    Context,
-    fmt,
-    markdown_table,
-)
+from mtlkit.experiments.reproduce.common import Context
 from mtlkit.experiments.reproduce.protocol import budget_lines, edge_warnings
 from mtlkit.experiments.reproduce.srdml.base import SEED
 from mtlkit.experiments.splits import make_splits
 from mtlkit.experiments.stats import mean_ci
+from mtlkit.experiments.tables import markdown_table, mean_ci_text
 
 
 def pair_group_means(omega: np.ndarray, groups: np.ndarray) -> dict[int, float]:
@@ -55,13 +52,14 @@ def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return float(m), float(ci)
 
 
+CSV_HEADER = ("part", "dataset", "method", "split", "metric", "value")
+
+
 def _csv_rows(part: str, dataset: str, splits: list[str], scores: dict[str, np.ndarray], metric: str,
-              label: str | None = None) -> list[str]:
-    rows = []
-    for m, s in scores.items():
-        for i, sp in enumerate(splits):
-            rows.append(f"{part},{dataset},{label or m},{sp},{metric},{np.nanmean(s[i]):.6g}")
-    return rows
+              label: str | None = None) -> list[list[str]]:
+    """``srdml.csv``'s rows (`CSV_HEADER`) of one part: each method's task-mean ``metric`` per split."""
+    return [[part, dataset, label or m, sp, metric, f"{np.nanmean(s[i]):.6g}"]
+            for m, s in scores.items() for i, sp in enumerate(splits)]
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -156,5 +154,5 @@ def _group_table(omegas: list[np.ndarray], groups: np.ndarray, names: dict[int, 
     for j, k in enumerate(keys):
         m, ci = mean_ci(arr[:, j])
         n = int((groups[np.triu_indices(len(groups), 1)] == k).sum())
-        rows.append([names[k], str(n), f"{fmt(float(m), 3)} ± {fmt(float(ci), 3)}"])
+        rows.append([names[k], str(n), mean_ci_text(float(m), float(ci), 3)])
     return markdown_table(["pairs", "count", "mean ω (pair mean = 1), mean ± 95% CI over splits"], rows), arr

@@ -11,12 +11,7 @@ import numpy as np
 
 from mtlkit.data.multitask import MultiTaskData
 from mtlkit.experiments.bench import BenchResult
-from mtlkit.experiments.reproduce.common import (
-    Context,
-    fmt,
-    markdown_table,
-    mean_ci_cell,
-)
+from mtlkit.experiments.reproduce.common import Context
 from mtlkit.experiments.reproduce.protocol import tune_then_evaluate
 from mtlkit.experiments.reproduce.srdml.base import (
     EXP_IMG,
@@ -35,10 +30,11 @@ from mtlkit.experiments.reproduce.srdml.base import (
 from mtlkit.experiments.reproduce.srdml.helpers import _budget_section, _csv_rows, _sweep, paired, store_scores
 from mtlkit.experiments.splits import make_splits
 from mtlkit.experiments.stats import taskwise_improvement
+from mtlkit.experiments.tables import fmt, markdown_table, mean_ci_cell, mean_ci_text
 
 
 def _images(ctx: Context, args: argparse.Namespace, st: dict[str, Any]
-            ) -> tuple[list[str], list[str], list[Path], dict[str, Any], list[str], list[str]]:
+            ) -> tuple[list[str], list[list[str]], list[Path], dict[str, Any], list[str], list[str]]:
     from mtlkit.datasets.mnist_shared import load_mnist_shared
 
     n = st["img_splits"]
@@ -107,7 +103,7 @@ def _images(ctx: Context, args: argparse.Namespace, st: dict[str, Any]
                              ["SRDML, ω learned", fmt(PAPER_TABLE4[1]), mean_ci_cell(a_with), f"λ = {lam_w:.3g}",
                               mean_ci_cell(b_with), lr_of(t4["learned"])],
                              ["learned − fixed (paired over splits)", f"{PAPER_TABLE4[1] - PAPER_TABLE4[0]:+.2f}",
-                              f"{d4:+.2f} ± {fmt(ci4)}", "", f"{e4:+.2f} ± {fmt(ce4)}", ""]]), ""]
+                              mean_ci_text(d4, ci4, "+.2f"), "", mean_ci_text(e4, ce4, "+.2f"), ""]]), ""]
     if float(lam_w) == 0 and float(lam_wo) == 0:
         out += ["Over the full space both tunings switched the regulariser off (λ = 0): ω then has no effect and "
                 "the two are the same model, so only the λ = "
@@ -247,11 +243,13 @@ def _image_diagnosis(data: MultiTaskData, res: BenchResult, sc: dict[str, dict[s
            f"**SRDML vs Hard-Share.** The tuned λ is {lam_s:.3g} for SRDML and {lam_p:.3g} for SRDML+PCGrad"
            + (" — tuning on validation switched the regulariser off, so SRDML is Hard-Share's network with other "
               "tuned values" if float(lam_s) == 0 else "")
-           + f"; SRDML − Hard-Share = {d_hs:+.2f} ± {fmt(ci_hs)} accuracy points over {len(res.splits)} splits "
+           + f"; SRDML − Hard-Share = {mean_ci_text(d_hs, ci_hs, '+.2f')} accuracy points over {len(res.splits)} "
+           f"splits "
            f"(the paper: +{PAPER_TABLE2['srdml'][0] - PAPER_TABLE2['hard-share'][0]:.2f}).", "",
            *_image_lambda_lines(res, sc, img_sweep, srd_tuning),
-           f"**PCGrad.** SRDML+PCGrad (λ = {lam_p:.3g}) − SRDML = {d_pc:+.2f} ± {fmt(ci_pc)}; PCGrad − Hard-Share "
-           f"(both plain networks) = {d_pch:+.2f} ± {fmt(ci_pch)} accuracy points. "
+           f"**PCGrad.** SRDML+PCGrad (λ = {lam_p:.3g}) − SRDML = {mean_ci_text(d_pc, ci_pc, '+.2f')}; "
+           f"PCGrad − Hard-Share "
+           f"(both plain networks) = {mean_ci_text(d_pch, ci_pch, '+.2f')} accuracy points. "
            + ("With both SRDML variants at λ = 0 the first is PCGrad's own effect on this network. "
               if float(lam_s) == 0 and float(lam_p) == 0 else "")
            + ("PCGrad does not help here. A plausible reason, not tested here: on ten one-vs-rest tasks of the same "
@@ -282,7 +280,7 @@ def _image_lambda_lines(res: BenchResult, sc: dict[str, dict[str, np.ndarray]], 
         d_s, ci_s = paired(s["accuracy"], acc["srdml"])
         d_h, ci_h = paired(s["accuracy"], acc["hard-share"])
         rows.append([f"SRDML's tuned configuration, λ = {lam:g}", f"{lam:g}", mean_ci_cell(s["accuracy"]),
-                     f"{d_s:+.2f} ± {fmt(ci_s)}", f"{d_h:+.2f} ± {fmt(ci_h)}"])
+                     mean_ci_text(d_s, ci_s, "+.2f"), mean_ci_text(d_h, ci_h, "+.2f")])
     val = {lam: 100.0 - s["val"] if np.isfinite(s["val"]) else np.nan for lam, s in img_sweep.items()}
     tuned_val = srd_tuning.get("best_value")
     return [f"**Was λ > 0 explored?** Of SRDML's {len(trials)} tuning trials, {len(on)} had the regulariser on "

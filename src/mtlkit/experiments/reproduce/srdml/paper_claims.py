@@ -8,9 +8,6 @@ from typing import Any
 import numpy as np
 
 from mtlkit.experiments.claims import Claim, verdict
-from mtlkit.experiments.reproduce.common import (
-    markdown_table,
-)
 from mtlkit.experiments.reproduce.srdml.base import (
     DEEP,
     PAPER,
@@ -29,20 +26,10 @@ from mtlkit.experiments.stats import mean_ci
 
 
 def _claims_table(rows: list[Claim]) -> list[str]:
-    from mtlkit.experiments.claims import VERDICT_RULE
+    """The verdict rule, then the claims table (`claims.claims_markdown`)."""
+    from mtlkit.experiments.claims import VERDICT_RULE, claims_markdown
 
-    def cell(c: Claim) -> str:
-        if c.ours is None or not np.isfinite(c.ours):
-            return "–"
-        return f"{c.ours:+.3g}" + ("" if c.ci95 is None or not np.isfinite(c.ci95) else f" ± {c.ci95:.2g}")
-
-    def esc(s: str) -> str:
-        return s.replace("|", "\\|")
-
-    return [VERDICT_RULE, "", *markdown_table(
-        ["where", "claim", "paper", "ours", "unit", "verdict", "why"],
-        [[esc(c.where), esc(c.claim), esc(c.paper_value), cell(c), esc(c.unit), f"**{c.verdict}**", esc(c.why)]
-         for c in rows])]
+    return [VERDICT_RULE, "", *claims_markdown(rows)]
 
 
 def _claim(where: str, claim: str, paper_value: str, effect: float, ci: float, direction: int, unit: str,

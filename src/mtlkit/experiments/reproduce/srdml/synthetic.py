@@ -14,12 +14,7 @@ from scipy import stats
 
 from mtlkit.data.multitask import MultiTaskData
 from mtlkit.experiments.bench import BenchResult
-from mtlkit.experiments.reproduce.common import (
-    Context,
-    fmt,
-    markdown_table,
-    mean_ci_cell,
-)
+from mtlkit.experiments.reproduce.common import Context
 from mtlkit.experiments.reproduce.protocol import edge_warnings, tune_then_evaluate
 from mtlkit.experiments.reproduce.srdml.base import (
     CONTRA_GROUPS,
@@ -43,10 +38,11 @@ from mtlkit.experiments.reproduce.srdml.helpers import (
 )
 from mtlkit.experiments.splits import make_splits
 from mtlkit.experiments.stats import mean_ci, taskwise_improvement
+from mtlkit.experiments.tables import fmt, markdown_table, mean_ci_cell, mean_ci_text
 
 
 def _synthetic(ctx: Context, args: argparse.Namespace, st: dict[str, Any]
-               ) -> tuple[list[str], list[str], list[Path], dict[str, Any], list[str], list[str]]:
+               ) -> tuple[list[str], list[list[str]], list[Path], dict[str, Any], list[str], list[str]]:
     from mtlkit.analysis.plots import plot_relation_matrix, save_figure
     from mtlkit.datasets.srdml_synthetic import srdml_synthetic
 
@@ -115,7 +111,7 @@ def _synthetic(ctx: Context, args: argparse.Namespace, st: dict[str, Any]
            "base 2. The paper's Fig. 4b shows twins brightest, same-base pairs lighter, cross-base pairs dark.", "",
            *group_lines, "",
            f"Spearman ρ between ω and the truth level (twin 2 > same base 1 > cross base 0) over the 66 pairs: "
-           f"{fmt(float(rho_m), 3)} ± {fmt(float(rho_ci), 3)}. (The retrained runs reproduce the recorded ones: "
+           f"{mean_ci_text(float(rho_m), float(rho_ci), 3)}. (The retrained runs reproduce the recorded ones: "
            f"largest difference in mean test RMSE {same:.2g}.)", "",
            f"The ℓ1 distance is not normalised (the paper's default; its App. C), so two tasks with small weights are "
            f"close whatever their bases: the {int(np.triu(small_cross, 1).sum())} cross-base pairs whose tasks both "
@@ -130,13 +126,12 @@ def _synthetic(ctx: Context, args: argparse.Namespace, st: dict[str, Any]
     for m in ("rmse", "mae"):
         a, b = tuned["srdml"][m], tuned["stl"][m]
         d, ci = paired(b, a)
-        rows.append([m.upper(), mean_ci_cell(b, 3), mean_ci_cell(a, 3), f"{d:+.3f} ± {fmt(ci, 3)}",
+        rows.append([m.upper(), mean_ci_cell(b, 3), mean_ci_cell(a, 3), mean_ci_text(d, ci, "+.3f"),
                      f"{float(np.nanmean(imp[m])):+.2f}", f"{int((imp[m] < 0).sum())}/{T}"])
     out += markdown_table(["metric", "STL", "SRDML", "STL − SRDML (paired)", "mean per-task improvement (%)",
                            "tasks hurt"], rows)
-    out += ["", "| task | " + " | ".join(names) + " |", "|---|" + "---|" * T]
-    for m in ("rmse", "mae"):
-        out.append(f"| {m.upper()} improvement (%) | " + " | ".join(f"{x:+.1f}" for x in imp[m]) + " |")
+    out += ["", *markdown_table(["task", *names], [[f"{m.upper()} improvement (%)", *(f"{x:+.1f}" for x in imp[m])]
+                                                   for m in ("rmse", "mae")])]
     out += ["", "![Fig. 4c: per-task improvement](srdml-synthetic-improvement.png)", ""]
     out += ["### Fig. 4d: λ sensitivity (test RMSE / MAE, mean ± 95% CI over splits)", "",
             "SRDML's tuned configuration with λ set to each value (every other hyper-parameter as tuned). The "
@@ -285,7 +280,7 @@ def _synthetic_diagnosis(ctx: Context, args: argparse.Namespace, st: dict[str, A
            f"even a perfect sharing method could lower STL's RMSE by at most {room:.1f} % (down to the floor); "
            f"tuned SRDML lowers it by {gain:+.1f} %. Plain least squares per task, an STL without tuning, "
            f"lowers it by {100 * (stl_m - float(np.mean(fl['ols']))) / stl_m:+.1f} % (SRDML − least squares = "
-           f"{d_ols:+.3f} ± {fmt(ci_ols, 3)}, paired): "
+           f"{mean_ci_text(d_ols, ci_ols, '+.3f')}, paired): "
            + ("SRDML's gain over our STL is no larger than a closed-form STL's, so it does not show sharing at "
               "work. " if d_ols + ci_ols >= 0 else "SRDML also beats it. ")
            + "A \"large margin\" over STL (Fig. 4c) needs more room than the "
@@ -319,11 +314,11 @@ def _synthetic_diagnosis(ctx: Context, args: argparse.Namespace, st: dict[str, A
             ["least squares per task (minimum norm, no tuning)", mean_ci_cell(sfl["ols"][:, None], 3), "–"],
             ["STL (tuned)", mean_ci_cell(s_stl, 3), "–"],
             [f"SRDML (tuned, λ = {sres.hparams['srdml'][0]['lam']:.3g})", mean_ci_cell(s_tuned, 3),
-             f"{d_t:+.3f} ± {fmt(ci_t, 3)}"]]
+             mean_ci_text(d_t, ci_t, "+.3f")]]
     for lam, x in s_srd.items():
         d, ci = paired(x["rmse"], s_stl)
         rows.append([f"SRDML's tuned configuration, λ = {lam:g} (split-0 val RMSE {x['val']:.3f})",
-                     mean_ci_cell(x["rmse"], 3), f"{d:+.3f} ± {fmt(ci, 3)}"])
+                     mean_ci_cell(x["rmse"], 3), mean_ci_text(d, ci, "+.3f")])
     small_gain = -100 * d_t / float(np.nanmean(s_stl))
     sel = "; ".join(f"{m}: " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                                          for k, v in (t.get("best_params") or {}).items())
@@ -335,11 +330,11 @@ def _synthetic_diagnosis(ctx: Context, args: argparse.Namespace, st: dict[str, A
                         "has room to help. This supports the under-determined setting of the authors' script as the "
                         "reason for the paper's large Fig. 4c margin")
         verdict_text += ("; tuned SRDML also beats plain least squares per task "
-                         f"({d_ls:+.3f} ± {fmt(ci_ls, 3)})." if d_ls + ci_ls < 0 else
+                         f"({mean_ci_text(d_ls, ci_ls, '+.3f')})." if d_ls + ci_ls < 0 else
                          f"; but it does not clearly beat plain least squares per task ({d_ls:+.3f} ± "
                          f"{fmt(ci_ls, 3)}), so part of the margin is STL's own fit.")
     else:
-        verdict_text = (f"With the same tuning budget SRDML − STL = {d_t:+.3f} ± {fmt(ci_t, 3)} "
+        verdict_text = (f"With the same tuning budget SRDML − STL = {mean_ci_text(d_t, ci_t, '+.3f')} "
                         f"({small_gain:+.1f} %): the under-determined regime does not, by itself, produce a large "
                         "SRDML margin over STL here.")
     out += [f"**The under-determined regime.** The same generator with m = {SMALL_M} rows per task (≈ "

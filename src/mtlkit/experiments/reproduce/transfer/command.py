@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from mtlkit.errors import MtlkitError
-from mtlkit.experiments.claims import Claim, write_claims
-from mtlkit.experiments.reproduce.common import Context, markdown_table, provenance
+from mtlkit.experiments.claims import claims_markdown, write_claims
+from mtlkit.experiments.reproduce.common import Context, provenance
 from mtlkit.experiments.reproduce.transfer.base import (
     CACHE_STATS,
     DEFAULT_TRIALS,
@@ -30,6 +29,7 @@ from mtlkit.experiments.reproduce.transfer.sections import _noise_section, _synt
 from mtlkit.experiments.reproduce.transfer.sentiment import SENT_TRAIN, SENT_WIDTH, SENT_WIDTHS, sentiment_experiment
 from mtlkit.experiments.reproduce.transfer.sentiment_section import _sentiment_section
 from mtlkit.experiments.reproduce.transfer.solvers import ALIGN_HP
+from mtlkit.experiments.tables import write_csv
 
 if TYPE_CHECKING:
     from mtlkit.experiments.reproduce.transfer.noise import NoiseResult
@@ -150,9 +150,7 @@ def run(args: argparse.Namespace, ctx: Context) -> list[Path]:
               "only** = the mean is on the claimed side but the CI includes 0 or stays short of the paper's size; "
               "**does not hold** = the mean is 0 or on the other side). Also in `claims/transfer.csv` and the "
               "ledger `claims.md`.", ""]
-    lines += markdown_table(["where", "claim", "paper", "ours", "unit", "verdict", "why"],
-                            [[c.where, c.claim, c.paper_value, _cell(c), c.unit, f"**{c.verdict}**", c.why]
-                             for c in rows])
+    lines += claims_markdown(rows)
     if budgets:
         lines += ["", "## Tuning budgets", "", *budgets]
     lines += ["", *body]
@@ -160,26 +158,9 @@ def run(args: argparse.Namespace, ctx: Context) -> list[Path]:
         lines += ["", "## Diagnosis", "", *diag]
     md = ctx.out / f"{OUT_NAME}.md"
     md.write_text("\n".join(lines) + "\n")
-    csv_path = ctx.out / f"{OUT_NAME}.csv"
-    _write_csv(csv_path, csv_rows)
+    csv_path = write_csv(ctx.out / f"{OUT_NAME}.csv", ["part", "quantity", "method", "unit_index", "task", "value"],
+                         [[f"{x:.6g}" if isinstance(x, float) else x for x in r] for r in csv_rows])
     return [md, csv_path, claims_csv, *written]
-
-
-def _cell(c: Claim) -> str:
-    if c.ours is None or not math.isfinite(c.ours):
-        return "–"
-    ci = "" if c.ci95 is None or not math.isfinite(c.ci95) else f" ± {c.ci95:.2g}"
-    return f"{c.ours:+.3g}{ci}"
-
-
-def _write_csv(path: Path, rows: Sequence[Sequence[Any]]) -> None:
-    import csv
-
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(["part", "quantity", "method", "unit_index", "task", "value"])
-        for r in rows:
-            w.writerow([f"{x:.6g}" if isinstance(x, float) else x for x in r])
 
 
 def _protocol(st: Settings, parts: Sequence[str]) -> list[str]:

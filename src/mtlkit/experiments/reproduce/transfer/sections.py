@@ -11,13 +11,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from mtlkit.experiments.reproduce.common import Context, fmt, markdown_table
+from mtlkit.experiments.reproduce.common import Context
 from mtlkit.experiments.reproduce.protocol import budget_lines, edge_warnings
 from mtlkit.experiments.reproduce.transfer.base import OUT_NAME, _mc
 from mtlkit.experiments.reproduce.transfer.noise import NOISE_FIXED
 from mtlkit.experiments.reproduce.transfer.paper_claims import fig3_panel
 from mtlkit.experiments.reproduce.transfer.synthetic import fig3_experiment, fig8_experiment
 from mtlkit.experiments.stats import mean_ci
+from mtlkit.experiments.tables import fmt, markdown_table, mean_ci_text
 
 if TYPE_CHECKING:
     from mtlkit.experiments.reproduce.transfer.command import Settings
@@ -45,17 +46,13 @@ def _new_figure(w: float, h: float) -> Figure:
 
 
 def _pm(values: Any, digits: int = 2) -> str:
-    m, c = _mc(values)
-    if not math.isfinite(m):
-        return "–"
-    return f"{m:.{digits}f}" + (f" ± {c:.{digits}f}" if math.isfinite(c) else "")
+    """``mean ± CI`` of the values (NaNs ignored) at ``digits`` decimals."""
+    return mean_ci_text(*_mc(values), digits)
 
 
 def _spm(values: Any, digits: int = 2) -> str:
-    m, c = _mc(values)
-    if not math.isfinite(m):
-        return "–"
-    return f"{m:+.{digits}f}" + (f" ± {c:.{digits}f}" if math.isfinite(c) else "")
+    """`_pm` with the mean's sign always shown (a difference)."""
+    return mean_ci_text(*_mc(values), f"+.{digits}f")
 
 
 SOURCE_NAMES = {2: "task 2: same covariance", 3: "task 3: other singular values (D₂)", 4: "task 4: other rotation (Q₂)"}
@@ -141,7 +138,7 @@ def _synthetic_section(ctx: Context, st: Settings, f3: Sequence[Fig3Result], f8:
             diff = r.mtl[si] - r.stl[None, :]
             m, c = _ci(diff)
             rows.append([f"{r.target_rows} rows, σ = {r.noise:g}", SOURCE_NAMES[s], fmt(float(np.mean(r.stl)), 4)]
-                        + [f"{m[k]:+.4f} ± {c[k]:.4f}" for k in (0, len(r.sizes) // 2, len(r.sizes) - 1)])
+                        + [mean_ci_text(m[k], c[k], "+.4f") for k in (0, len(r.sizes) // 2, len(r.sizes) - 1)])
             for k, size in enumerate(r.sizes):
                 for rep in range(diff.shape[1]):
                     csv_rows.append(["fig3", f"mtl-stl rel mse, target {r.target_rows} rows, sigma {r.noise:g}",

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mtlkit.experiments.reproduce.common import Context, fmt, markdown_table
+from mtlkit.experiments.reproduce.common import Context
 from mtlkit.experiments.reproduce.protocol import budget_lines
 from mtlkit.experiments.reproduce.transfer.base import OUT_NAME, SEED, _fmtv, _mc, _nanmean0
 from mtlkit.experiments.reproduce.transfer.sections import _ci, _edge_block, _new_figure, _pm, _save, _spm
@@ -26,6 +26,7 @@ from mtlkit.experiments.reproduce.transfer.sentiment import (
     _capacity_choice,
 )
 from mtlkit.experiments.reproduce.transfer.solvers import ALIGN_HP, SIM_ROWS, TRANSFER_HP
+from mtlkit.experiments.tables import fmt, markdown_table
 
 if TYPE_CHECKING:
     from mtlkit.experiments.reproduce.transfer.command import Settings
