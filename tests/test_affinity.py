@@ -209,3 +209,24 @@ def test_affinity_command_writes_its_files_and_refuses_too_many_pairs(tmp_path: 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--max-pairs" in err[0] and err[0].startswith("mtlkit: error:")
     assert main(["affinity", "--dataset", "srdml-synthetic", "--groups", "13", "--out", str(out)]) == 2
+
+
+def test_bench_groups_trains_one_model_per_group(tmp_path: Path) -> None:
+    from mtlkit.experiments.affinity import split_tasks
+    from mtlkit.experiments.bench import run_bench
+    from mtlkit.experiments.splits import make_splits
+    from mtlkit.train.run import train_one
+
+    data = datasets.load("srdml-synthetic", n_tasks=4, magnitudes=(1.0, 2.0), n_bases=1, m=30)
+    hp = {"epochs": 2, "hidden": [4], "head_hidden": []}
+    (tmp_path / "groups.txt").write_text(f"{data.task_names[0]}, {data.task_names[3]}\n")
+    res = run_bench(data, ["stl", "hard-share"], n_splits=1, select=False, hparams=hp, progress=False,
+                    groups=str(tmp_path / "groups.txt"))
+    assert set(res.scores) == {"stl", "hard-share", "hard-share@groups"}
+    split = make_splits(data, 1)[0][1]
+    expected = np.zeros(4)
+    for g in [(0, 3), (1,), (2,)]:  # the file's group, the rest alone
+        expected[list(g)] = train_one("hard-share", split_tasks(split, g), hp, progress=False).evaluate(
+            "test").per_task["rmse"]
+    np.testing.assert_allclose(res.scores["hard-share@groups"][0], expected, rtol=1e-6)
+    assert any("groups on seed-0: " in n for n in res.notes)

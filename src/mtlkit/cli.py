@@ -52,7 +52,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     console.print(f"[bold]{data!r}[/bold]")
     res = run_bench(data, methods, n_splits=args.splits, seed=args.seed, device=args.device, store=store,
                     select=not args.no_select, hparams=parse_hparams(args.set), trials=args.trials,
-                    time_budget=args.time_budget, widen=args.widen or 0, tune_on=args.tune_on or "first")
+                    time_budget=args.time_budget, widen=args.widen or 0, tune_on=args.tune_on or "first",
+                    groups=args.groups)
     arrow = "lower is better" if res.lower_is_better else "higher is better"
     table = Table(title=f"{data.name}: test {res.metric} ({arrow}) over {len(res.splits)} splits")
     cols = ["method", f"{res.metric} mean ± 95% CI", "Δ vs STL (%)", "tasks hurt", "time (s)"]
@@ -61,7 +62,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         table.add_column(col, justify="left" if col in ("method", "at edge") else "right")
     for r in sorted(leaderboard(res), key=lambda r: r.mean if res.lower_is_better else -r.mean):
         ci = "n/a" if r.ci != r.ci else f"{r.ci:.3f}"
-        extra = [str(res.tuning[r.method].n_trials), edge_text(res, r.method)] if res.tuning else []
+        extra = [str(res.tuning[r.method].n_trials) if r.method in res.tuning else "–", edge_text(res, r.method)] \
+            if res.tuning else []
         table.add_row(r.method, f"{r.mean:.3f} ± {ci}",
                       "–" if r.improvement is None else f"{r.improvement:+.2f}",
                       "–" if r.hurt is None else f"{r.hurt}/{data.n_tasks}", f"{r.seconds:.1f}", *extra)
@@ -158,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--tune-on", choices=["first", "each"],
                    help="with --trials: tune on the first split's validation, then train the choice on every split "
                         "(first, default), or tune on each split's own validation (each: trials × splits runs)")
+    b.add_argument("--groups", metavar="auto|K|FILE",
+                   help="also train each sharing method once per group of tasks (METHOD@groups): auto / K groups from "
+                        "the lookahead affinity measured on each split's training rows (`mtlkit affinity`), or the "
+                        "groups in FILE (its -groups.json, or one comma-separated group of task names per line)")
     b.add_argument("--quiet", action=importlib.import_module("mtlkit.progress").QuietFlag)
     b.set_defaults(func=cmd_bench)
 

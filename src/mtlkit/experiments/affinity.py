@@ -316,3 +316,73 @@ def train_groups(method: str, split: Split, groups: Sequence[Sequence[int]], *, 
                 out.setdefault(k, np.full(T, np.nan))[list(g)] = v
         chosen.append({"tasks": [split.train.spec.names[t] for t in g], "hparams": run.hparams})
     return test, val, time.perf_counter() - t0, chosen
+
+
+def resolve_groups(spec: Any, split: Split, *, how: str = "lookahead", method: str = "hard-share",
+                   hparams: dict[str, Any] | None = None, seed: int = 0, device: str | torch.device | None = None,
+                   progress: bool | None = None) -> tuple[list[tuple[int, ...]], str]:
+    """The groups ``spec`` names for ``split``, with a line saying where they come from: ``"auto"`` or a number K
+    (measure ``how`` affinity with ``method`` on the split's training and validation rows, then `group_tasks`, with
+    the best number of groups or K), a list of index groups, or a file (`read_groups`)."""
+    from pathlib import Path
+
+    from mtlkit.analysis.grouping import group_tasks, read_groups
+
+    names = split.train.spec.names
+    if isinstance(spec, (list, tuple)):
+        groups = sorted(tuple(sorted(int(t) for t in g)) for g in spec)
+        return groups, "given groups"
+    text = str(spec)
+    if text == "auto" or text.isdigit():
+        k = None if text == "auto" else int(text)
+        from mtlkit.methods.params import method_defaults
+
+        known = set(method_defaults(registry.get(method)))
+        aff = affinity(split, method, how, hparams={k_: v for k_, v in (hparams or {}).items() if k_ in known},
+                       seed=seed, device=device, progress=progress)
+        g = group_tasks(aff, k=k)
+        T = len(names)
+        return g.groups, (f"{aff.label} affinity of {method} on the split's training rows, {g.search} grouping "
+                          f"({g.objective}): predicted gain {g.total / T:+.3g} per task against "
+                          f"{g.all_in_one / T:+.3g} all in one")
+    return read_groups(Path(text), names), f"groups from {text}"
+
+
+def add_grouped(res: Any, splits: Sequence[tuple[str, Split]], methods: Sequence[str], groups: Any, *,
+                how: str = "lookahead", select: bool = True, grids: dict[str, dict[str, list[Any]]] | None = None,
+                hparams: dict[str, Any] | None = None, seed: int = 0, device: str | None = None,
+                progress: bool | None = None) -> None:
+    """Add ``METHOD@groups`` to a bench's result (`mtlkit.experiments.bench.BenchResult`) for every method that
+    shares anything (not the STL family): on each split, one model per group (`train_groups`), the groups from
+    `resolve_groups` (``"auto"`` / K: measured on that split's training and validation rows, so the test rows never
+    decide the grouping), selected as the all-in-one model was: its grid on validation per group, or, when it was
+    tuned, its tuned configuration of that split. The groups of each split are noted in ``res.notes``."""
+    from mtlkit.methods.params import method_defaults
+
+    shared = [m for m in methods if not registry.get(m).name.startswith("stl")]
+    if not shared:
+        raise MtlkitError("--groups needs a method that shares parameters (stl trains every task alone anyway)")
+    for m in shared:
+        name = f"{registry.get(m).name}@groups"
+        res.scores[name] = np.full((len(splits), len(res.task_names)), np.nan)
+        res.seconds[name], res.hparams[name] = [], []
+    for i, (label, split) in enumerate(splits):
+        grp, why = resolve_groups(groups, split, how=how, hparams=hparams, seed=seed + i, device=device,
+                                  progress=False if progress is False else None)
+        text = " | ".join("+".join(split.train.spec.names[t] for t in g) for g in grp)
+        res.notes.append(f"groups on {label}: {text} — {why}")
+        for m in shared:
+            entry = registry.get(m)
+            name = f"{entry.name}@groups"
+            known = set(method_defaults(entry))
+            if res.selection == "tuned" and res.hparams.get(entry.name):
+                hp, grid = dict(res.hparams[entry.name][i]), None
+            else:
+                hp = {k: v for k, v in (hparams or {}).items() if k in known}
+                grid = (grids or {}).get(entry.name, entry.grid_for(split.train.kind)) if select else None
+                grid = {k: v for k, v in (grid or {}).items() if k not in hp} or None
+            test, _, secs, _ = train_groups(entry.name, split, grp, hparams=hp, grid=grid, seed=seed + i,
+                                            device=device, progress=False if progress is False else None)
+            res.scores[name][i] = test[res.metric]
+            res.seconds[name].append(secs)
+            res.hparams[name].append({"groups": text})

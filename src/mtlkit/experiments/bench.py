@@ -83,14 +83,15 @@ def run_bench(data: MultiTaskData, methods: Sequence[str], n_splits: int = 3, se
               experiment: str = "bench", metric: str | None = None,
               grids: dict[str, dict[str, list[Any]]] | None = None, reuse: bool = False,
               trials: int | None = None, time_budget: float | None = None, widen: int = 0,
-              tune_on: str = "first") -> BenchResult:
+              tune_on: str = "first", groups: Any = None) -> BenchResult:
     """Train every method on every split (grid-selected on validation), record the runs, collect test scores.
 
     ``trials``: equal-budget tuning instead of the grids: every method gets ``trials`` TPE trials over its declared
     search space (`mtlkit.experiments.tuning.tune`, scored on validation rows), ``time_budget`` seconds at most,
     ``widen`` re-searches past an edge, on the first split's validation (``tune_on="first"``, the choice then
     trained on every split) or on each split's own (``"each"``); the results are in ``BenchResult.tuning``.
-    ``reuse`` applies to grid selection only.
+    ``reuse`` applies to grid selection only. ``groups`` (``"auto"``, a number of groups, a groups file or index
+    groups): also ``METHOD@groups``, one model per group of tasks (`mtlkit.experiments.affinity.add_grouped`).
 
     ``metric``: the test metric collected (default: the kind's primary one; selection always uses the
     primary one). ``grids``: a selection grid per method name replacing its default grid. ``reuse``: take
@@ -153,6 +154,11 @@ def run_bench(data: MultiTaskData, methods: Sequence[str], n_splits: int = 3, se
                     store.add(run, experiment, label, val_ev, test_ev)
                 bar.advance(status=f"{e.name} {label} done in {res.seconds[e.name][-1]:.1f} s "
                                    f"({metric} {test_ev.mean[metric]:.4g})")
+    if groups is not None:  # one model per group of tasks, beside all-in-one and STL (issue 14)
+        from mtlkit.experiments.affinity import add_grouped
+
+        add_grouped(res, splits, [e.name for e in entries], groups, select=select, grids=grids, hparams=hparams,
+                    seed=seed, device=device, progress=progress)
     return res
 
 
