@@ -3,13 +3,12 @@ Markdown table."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from mtlkit.experiments.claims import Claim, verdict
+from mtlkit.experiments.claims import Claim, claims_markdown, verdict
 from mtlkit.experiments.reproduce.amtfl.settings import (
     PAPER,
     PAPER_FIG6,
@@ -20,7 +19,6 @@ from mtlkit.experiments.reproduce.amtfl.settings import (
 )
 from mtlkit.experiments.reproduce.amtfl.synthetic import FEEDBACK_ACTIVE, fig4h_effect
 from mtlkit.experiments.reproduce.amtfl.tuned import _mci
-from mtlkit.experiments.reproduce.common import markdown_table
 
 
 def _claim(where: str, claim: str, paper_value: str, values: Sequence[float] | np.ndarray, direction: int,
@@ -189,9 +187,4 @@ def _claims_md(rows: Sequence[Claim]) -> list[str]:
            "**holds** = CI on the claimed side of 0 and reaching the paper's size where it gives one; **holds in "
            "direction only** = mean on the claimed side, CI includes 0 or falls short of the paper's size; **does "
            "not hold** = mean at 0 or on the other side). Written to `claims/amtfl.csv`.", ""]
-    body = [[c.where, c.claim, c.paper_value,
-             "–" if c.ours is None else f"{c.ours:+.3g} ± " + ("–" if c.ci95 is None or not math.isfinite(c.ci95)
-                                                              else f"{c.ci95:.2g}"),
-             c.unit, f"**{c.verdict}**", c.why] for c in rows]
-    return out + markdown_table(["where", "claim", "paper", "ours", "unit", "verdict", "why"],
-                                [[x.replace("|", "\\|") for x in r] for r in body])
+    return out + claims_markdown(rows)

@@ -26,7 +26,8 @@ from mtlkit.experiments.reproduce.amtfl.settings import (
     Spec,
 )
 from mtlkit.experiments.reproduce.amtfl.tuned import Tuned, _budget_section, _cached, _cell, _selected, tuned_table
-from mtlkit.experiments.reproduce.common import Context, fmt, markdown_table
+from mtlkit.experiments.reproduce.common import Context
+from mtlkit.experiments.tables import fmt, markdown_table
 
 DEEP_METHODS = ("CNN", "MT-CNN", "Deep-AMTL", "Deep-AMTFL")
 

@@ -9,13 +9,13 @@ from typing import Any
 
 import numpy as np
 
-from mtlkit.experiments.claims import Claim
+from mtlkit.experiments.claims import Claim, ours_text
 from mtlkit.experiments.reproduce.amtfl.deep import DEEP_METHODS
 from mtlkit.experiments.reproduce.amtfl.settings import CNN_ARCH, PAPER_TABLE1, SOURCE_DIGITS, SYN_SEED, TARGET_DIGITS
 from mtlkit.experiments.reproduce.amtfl.synthetic import FEEDBACK_ACTIVE, SENS_ALPHAS, SENS_GAMMA, fig4h_effect
 from mtlkit.experiments.reproduce.amtfl.table1 import SCHOOL_GAMMA_CHECK, T1_METHODS, _ranks
 from mtlkit.experiments.reproduce.amtfl.tuned import Tuned, _cell, _g, _paired, _selected
-from mtlkit.experiments.reproduce.common import fmt
+from mtlkit.experiments.tables import fmt
 
 
 def _protocol(args: argparse.Namespace, st: dict[str, Any], trials: int, syn_trials: int) -> list[str]:
@@ -118,8 +118,7 @@ def _find(rows: Sequence[Claim], where: str, words: str) -> Claim | None:
 def _v(c: Claim | None) -> str:
     if c is None or c.ours is None:
         return "–"
-    ci = "–" if c.ci95 is None or not math.isfinite(c.ci95) else f"{c.ci95:.2g}"
-    return f"{c.ours:+.3g} ± {ci} ({c.verdict})"
+    return f"{ours_text(c)} ({c.verdict})"
 
 
 def _diagnosis(syn: Mapping[str, Any] | None, school: Mapping[str, Tuned] | None, school_x: Mapping[str, Any] | None,

@@ -27,7 +27,8 @@ from mtlkit.experiments.reproduce.amtfl.tuned import (
     rmse_scores,
     tuned_table,
 )
-from mtlkit.experiments.reproduce.common import Context, fmt, markdown_table
+from mtlkit.experiments.reproduce.common import Context
+from mtlkit.experiments.tables import markdown_table, mean_ci_text
 
 SYN_METHODS = ("STL", "Go-MTL", "AMTL", "AMTFL")
 FEEDBACK_ACTIVE = 0.5
@@ -302,7 +303,7 @@ def _sensitivity_lines(sens: Mapping[Any, Any]) -> list[str]:
                      *((f"α={a:g}, γ={SENS_GAMMA:g}", sens[a]) for a in SENS_ALPHAS)]:
         m, c, n = r["effect"]
         rows.append([label, ", ".join(f"{v:.2f}" for v in r["share"]), ", ".join(f"{v:.2f}" for v in r["ratio"]),
-                     "–" if n == 0 else f"{m:+.2f} ± {fmt(c)} ({n} active)", _cell(r["rmse"], 3)])
+                     "–" if n == 0 else f"{mean_ci_text(m, c, '+.2f')} ({n} active)", _cell(r["rmse"], 3)])
     return out + markdown_table(["AMTFL", "reconstruction share per split", "easy→hard / hard→easy per split",
                                  "1 − h→e/e→h (active splits)", "test RMSE (all tasks)"], rows)
 

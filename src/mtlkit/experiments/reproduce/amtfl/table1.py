@@ -22,10 +22,11 @@ from mtlkit.experiments.reproduce.amtfl.tuned import (
     rmse_scores,
     tuned_table,
 )
-from mtlkit.experiments.reproduce.common import Context, markdown_table
+from mtlkit.experiments.reproduce.common import Context
 from mtlkit.experiments.reproduce.protocol import (
     tune_then_evaluate,
 )
+from mtlkit.experiments.tables import markdown_table, mean_ci_text
 
 T1_METHODS = ("STL", "Go-MTL", "AMTL", "NN", "MT-NN", "AMTFL")
 SCHOOL_GAMMA_CHECK = 100.0  # the diagnosis' check: the selected AMTFL with the γ that switched its feedback on
@@ -235,11 +236,11 @@ def _table1(school: dict[str, Tuned] | None, mnist: dict[str, Tuned] | None) -> 
         row = [m]
         if mnist:
             p, c = PAPER_TABLE1[m]["mnist"]
-            row += [f"{p:.2f} ± {c:.2f}", _cell(mnist[m].per_split(), 2), f"{mnist[m].per_split()[0]:.2f}",
+            row += [mean_ci_text(p, c, 2), _cell(mnist[m].per_split(), 2), f"{mnist[m].per_split()[0]:.2f}",
                     str(rk_m[m])]
         if school:
             p, c = PAPER_TABLE1[m]["school"]
-            row += [f"{p:.3f} ± {c:.3f}", _cell(school[m].per_split(), 3), str(rk_s[m])]
+            row += [mean_ci_text(p, c, 3), _cell(school[m].per_split(), 3), str(rk_s[m])]
         rows.append(row)
     out += markdown_table(header, rows)
     for key, res in (("MNIST", mnist), ("School", school)):

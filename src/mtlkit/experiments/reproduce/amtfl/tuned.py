@@ -16,7 +16,7 @@ import numpy as np
 from mtlkit import progress
 from mtlkit.data.splits import Split
 from mtlkit.experiments.reproduce.amtfl.settings import CACHE_FORMAT, SEED, WIDEN, ScoreFn, Spec
-from mtlkit.experiments.reproduce.common import Context, fmt
+from mtlkit.experiments.reproduce.common import Context
 from mtlkit.experiments.reproduce.protocol import (
     budget_lines,
     edge_warnings,
@@ -24,12 +24,13 @@ from mtlkit.experiments.reproduce.protocol import (
     write_record,
 )
 from mtlkit.experiments.stats import mean_ci
+from mtlkit.experiments.tables import mean_ci_text
 
 
 def _cell(values: Sequence[float], decimals: int = 2) -> str:
-    """``mean ± CI`` over splits of one value per split."""
-    m, c = mean_ci(np.asarray(values, dtype=np.float64))
-    return f"{fmt(float(m), decimals)} ± {fmt(float(c), decimals)}"
+    """``mean ± CI`` over splits of one value per split (`mtlkit.experiments.tables.mean_ci_text`: the mean alone
+    when there is no CI)."""
+    return mean_ci_text(*_mci(values), decimals)
 
 
 def _paired(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:

@@ -10,15 +10,11 @@ import numpy as np
 
 from mtlkit.data.multitask import MultiTaskData
 from mtlkit.experiments.bench import BenchResult
-from mtlkit.experiments.reproduce.common import (
-    Context,
-    fmt,
-    markdown_table,
-    mean_ci_cell,
-)
+from mtlkit.experiments.reproduce.common import Context
 from mtlkit.experiments.reproduce.protocol import tune_then_evaluate
 from mtlkit.experiments.reproduce.tomato.settings import PAPER_NAMES, SEED, _cached_only
 from mtlkit.experiments.stats import mean_ci
+from mtlkit.experiments.tables import markdown_table, mean_ci_cell, mean_ci_text
 
 ABLATIONS = {"lam=0": {"lam": 0.0}, "K=1": {"K": 1}}
 """Fig. 5's two ablations, each from the tuned configuration: the sparsity prox off (λ = 0: TOMATO's topic-task
@@ -72,7 +68,7 @@ def _ablation_section(results: dict[str, BenchResult],
                     cells.append("selected by tuning" if selected else "not run")
                     continue
                 d, ci = _ablation_diff(res, abl, m)
-                cells.append(f"{mean_ci_cell(abl.scores[m])} ({d:+.2f} ± {fmt(ci)})")
+                cells.append(f"{mean_ci_cell(abl.scores[m])} ({mean_ci_text(d, ci, '+.2f')})")
             rows.append([PAPER_NAMES[ds], m, mean_ci_cell(res.scores[m]), *cells])
     return out + markdown_table(["data", "method", "tuned: error %", "tuned λ, K", "λ = 0: error % (Δ)",
                                  "K = 1: error % (Δ)"], rows)

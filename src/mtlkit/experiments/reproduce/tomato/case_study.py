@@ -11,13 +11,10 @@ from scipy import stats
 from scipy.optimize import linear_sum_assignment
 
 from mtlkit.experiments.bench import BenchResult
-from mtlkit.experiments.reproduce.common import (
-    Context,
-    fmt,
-    markdown_table,
-)
+from mtlkit.experiments.reproduce.common import Context
 from mtlkit.experiments.reproduce.tomato.settings import CASE_LAMBDAS, QUICK_SYNTHETIC, SEED
 from mtlkit.experiments.splits import make_splits
+from mtlkit.experiments.tables import fmt, markdown_table
 
 
 def _match_topics(learned: np.ndarray, truth: np.ndarray) -> np.ndarray:

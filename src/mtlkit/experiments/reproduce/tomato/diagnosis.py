@@ -10,12 +10,9 @@ import numpy as np
 
 from mtlkit.data.multitask import MultiTaskData
 from mtlkit.experiments.bench import BenchResult
-from mtlkit.experiments.reproduce.common import (
-    fmt,
-    markdown_table,
-)
 from mtlkit.experiments.reproduce.tomato.settings import METHODS, PAPER_NAMES, PAPER_TABLE3, SEED
 from mtlkit.experiments.splits import make_splits
+from mtlkit.experiments.tables import fmt, markdown_table
 
 
 def level_check(data: MultiTaskData, seed: int = SEED) -> dict[str, float]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 from typing import Any
 
 import numpy as np
@@ -11,14 +10,10 @@ import numpy as np
 from mtlkit.experiments import report
 from mtlkit.experiments.bench import BenchResult
 from mtlkit.experiments.claims import Claim
-from mtlkit.experiments.reproduce.common import (
-    fmt,
-    markdown_table,
-    mean_ci_cell,
-)
 from mtlkit.experiments.reproduce.protocol import budget_lines, edge_warnings
 from mtlkit.experiments.reproduce.tomato.settings import METHODS, PAPER_NAMES, PAPER_TABLE3, PAPER_TABLE4, SEED, _trials
 from mtlkit.experiments.stats import mean_ci
+from mtlkit.experiments.tables import fmt, markdown_table, mean_ci_cell
 
 
 def _protocol(args: argparse.Namespace) -> list[str]:
@@ -118,13 +113,9 @@ def _paired(res: BenchResult, a: str, b: str) -> tuple[float, float]:
 
 def _claims_section(rows: list[Claim]) -> list[str]:
     """The claims this reproduction tests, as in the ledger (`claims.verdict`'s rule)."""
-    from mtlkit.experiments.claims import VERDICT_RULE
+    from mtlkit.experiments.claims import VERDICT_RULE, claims_markdown
 
-    out = ["## The paper's claims, checked here", "", VERDICT_RULE, ""]
-    table = [[c.where, c.claim, c.paper_value, "–" if c.ours is None else
-              f"{c.ours:+.3g}" + ("" if c.ci95 is None or not math.isfinite(c.ci95) else f" ± {c.ci95:.2g}"),
-              c.unit, f"**{c.verdict}**", c.why] for c in rows]
-    return out + markdown_table(["where", "claim", "paper", "ours", "unit", "verdict", "why"], table)
+    return ["## The paper's claims, checked here", "", VERDICT_RULE, "", *claims_markdown(rows)]
 
 
 def _hparams(tuning: dict[str, dict[str, dict[str, Any]]]) -> list[str]:

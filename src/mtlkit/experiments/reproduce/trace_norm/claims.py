@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 
 from mtlkit.experiments.claims import Claim, verdict
-from mtlkit.experiments.reproduce.common import fmt
 from mtlkit.experiments.reproduce.trace_norm.experiment import Results
 from mtlkit.experiments.reproduce.trace_norm.settings import KIND_NAMES, NAMES, PAPER
 from mtlkit.experiments.stats import mean_ci
+from mtlkit.experiments.tables import mean_ci_text
 from mtlkit.methods.trace_norm import KINDS
 
 
@@ -26,8 +26,7 @@ def _mci(v: np.ndarray) -> tuple[float, float]:
 
 def _cell(values: np.ndarray, decimals: int = 2) -> str:
     """``mean ± CI`` over repeats of a ``[R]`` array."""
-    mean, ci = _mci(values)
-    return f"{fmt(mean, decimals)} ± {fmt(ci, decimals)}"
+    return mean_ci_text(*_mci(values), decimals)
 
 
 def _paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float, int]:

@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 
 from mtlkit.experiments.claims import Claim
-from mtlkit.experiments.reproduce.common import fmt, markdown_table
 from mtlkit.experiments.reproduce.trace_norm.claims import (
     _cell,
     _last_value,
@@ -24,6 +23,7 @@ from mtlkit.experiments.reproduce.trace_norm.claims import (
 from mtlkit.experiments.reproduce.trace_norm.experiment import Results
 from mtlkit.experiments.reproduce.trace_norm.report import _fmt_value
 from mtlkit.experiments.reproduce.trace_norm.settings import KIND_NAMES, NAMES, PAPER_GAMMA
+from mtlkit.experiments.tables import fmt, markdown_table, mean_ci_text
 from mtlkit.methods.trace_norm import KINDS
 
 
@@ -236,7 +236,7 @@ def _diagnosis(res: Results, level: Mapping[str, np.ndarray], rows: Sequence[Cla
             for ours, ref, dec in ((res.accuracy[m], ab["accuracy"], 2), (res.accuracy_last[m], ab["accuracy_last"], 2),
                                    (res.train_ce_last[m], ab["train_ce_last"], 3)):
                 d, ci, n = _paired(_task_mean(ours), _task_mean(ref))
-                cells.append(f"{d:+.{dec}f} ± {fmt(ci, dec)} ({n}/{ours.shape[0]} > 0)")
+                cells.append(f"{mean_ci_text(d, ci, f'+.{dec}f')} ({n}/{ours.shape[0]} > 0)")
             table.append([NAMES[m], *cells, _cell(_task_mean(ab["accuracy"])),
                           fmt(float(np.mean(ab["best_epoch"])) + 1, 1)])
         out += ["", "**8. The penalty alone (γ = 0 ablation, outside the budget).** The tuned methods differ from STL "

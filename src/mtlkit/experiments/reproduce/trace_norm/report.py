@@ -4,14 +4,12 @@ claims table."""
 from __future__ import annotations
 
 import argparse
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from mtlkit.experiments.claims import Claim
-from mtlkit.experiments.reproduce.common import fmt, markdown_table
+from mtlkit.experiments.claims import Claim, claims_markdown
 from mtlkit.experiments.reproduce.protocol import budget_lines, edge_warnings
 from mtlkit.experiments.reproduce.trace_norm.claims import (
     _cell,
@@ -23,6 +21,7 @@ from mtlkit.experiments.reproduce.trace_norm.claims import (
 )
 from mtlkit.experiments.reproduce.trace_norm.experiment import Results
 from mtlkit.experiments.reproduce.trace_norm.settings import KIND_NAMES, NAMES, QUICK_ALPHABETS
+from mtlkit.experiments.tables import fmt, markdown_table, mean_ci_text
 from mtlkit.methods.trace_norm import KINDS
 
 
@@ -125,9 +124,9 @@ def _accuracy_section(res: Results) -> list[str]:
             delta = delta_l = "–"
         else:
             d, ci, n = _paired(a, stl)
-            delta = f"{d:+.2f} ± {fmt(ci)} (better in {n}/{len(a)})"
+            delta = f"{mean_ci_text(d, ci, '+.2f')} (better in {n}/{len(a)})"
             d, ci, n = _paired(al, stl_last)
-            delta_l = f"{d:+.2f} ± {fmt(ci)} (better in {n}/{len(a)})"
+            delta_l = f"{mean_ci_text(d, ci, '+.2f')} (better in {n}/{len(a)})"
         rows.append([f"{NAMES[m]} (`{m}`)", "STL lowest (bars only)" if m == "stl-cnn" else "above STL (bars only)",
                      _cell(a), delta, _cell(_task_mean(res.test_ce[m]), 3), _cell(al), delta_l,
                      fmt(float(np.mean(res.best_epoch[m])) + 1, 1)])
@@ -214,8 +213,6 @@ def _claims_section(rows: Sequence[Claim]) -> list[str]:
            "project's one rule (`mtlkit.experiments.claims.verdict`): **holds** when the 95% CI over repeats lies on "
            "the claimed side of 0, **holds in direction only** when the mean does but the CI includes 0, **does not "
            "hold** otherwise. The paper gives no numbers, so no effect size is required.", ""]
-    table = [[c.where, c.claim, c.paper_value, "–" if c.ours is None else
-              f"{c.ours:+.3g} ± {c.ci95:.2g}" if c.ci95 is not None and math.isfinite(c.ci95) else f"{c.ours:+.3g}",
-              c.unit, f"**{c.verdict}**"] for c in rows]
-    out += markdown_table(["where", "claim", "paper", "ours (mean ± 95% CI)", "measure", "verdict"], table)
+    out += claims_markdown(rows, ("where", "claim", "paper", "ours", "unit", "verdict"),
+                           {"ours": "ours (mean ± 95% CI)", "unit": "measure"})
     return out
