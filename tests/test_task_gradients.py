@@ -323,3 +323,32 @@ def test_torchrun_two_processes_match_one_with_one_pass_gradients(tmp_path: Path
     assert a.keys() == b.keys() and any(k.startswith("mgda-ub.") for k in a)
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-4, rtol=0), (k, (a[k] - b[k]).abs().max())
+
+
+# ---------------------------------------------------------------------- shared input: batched product or loop
+def test_shared_input_routes_agree_and_the_measured_choice_is_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a tape the T per-task gradients come from the batched product or a loop of T backward calls, whichever
+    was measured faster for these shapes; both equal per-task autograd, and the choice is kept per shape."""
+    parts, loss, batch, params = _setup("pcgrad", True)
+
+    def grads() -> torch.Tensor:
+        out = as_output(parts.model(batch.x))
+        return task_gradient_parts(loss(out.pred, batch), params, weights=torch.full((T,), 0.5,
+                                   dtype=torch.float64)).dense()
+
+    out = as_output(parts.model(batch.x))
+    losses = loss(out.pred, batch)
+    ref = torch.stack([torch.cat([g.reshape(-1) for g in torch.autograd.grad(0.5 * losses[t], params,
+                                                                             retain_graph=True)]) for t in range(T)])
+    for route in ("batched", "loop"):
+        monkeypatch.setenv("MTLKIT_TASK_GRADIENTS", route)
+        torch.testing.assert_close(grads(), ref, rtol=1e-10, atol=1e-12)
+    monkeypatch.setenv("MTLKIT_TASK_GRADIENTS", "auto")
+    monkeypatch.setattr(combiners, "_ROUTE", {})
+    torch.testing.assert_close(grads(), ref, rtol=1e-10, atol=1e-12)
+    assert list(combiners._ROUTE.values()) in (["batched"], ["loop"])
+    torch.testing.assert_close(grads(), ref, rtol=1e-10, atol=1e-12)
+    assert len(combiners._ROUTE) == 1
+    monkeypatch.setenv("MTLKIT_TASK_GRADIENTS", "fast")
+    with pytest.raises(ValueError, match="MTLKIT_TASK_GRADIENTS"):
+        grads()

@@ -274,6 +274,67 @@ def _batched_vjp(losses: torch.Tensor, xs: Sequence[torch.Tensor], c: torch.Tens
             .reshape(T, -1) for g, x in zip(grads, xs, strict=True)]
 
 
+def _loop_vjp(losses: torch.Tensor, xs: Sequence[torch.Tensor], c: torch.Tensor | None,
+              retain_graph: bool) -> list[torch.Tensor]:
+    """``[T, n_i]`` per input by a loop of T ordinary backward calls (what the batched product replaces)."""
+    T = losses.shape[0]
+    rows: list[list[torch.Tensor]] = [[] for _ in xs]
+    for t in range(T):
+        obj = losses[t] if c is None else losses[t] * c[t]
+        gs = torch.autograd.grad(obj, list(xs), retain_graph=retain_graph or t < T - 1, allow_unused=True)
+        for r, g, x in zip(rows, gs, xs, strict=True):
+            r.append((g if g is not None else torch.zeros_like(x, dtype=losses.dtype)).reshape(-1))
+    return [torch.stack(r) for r in rows]
+
+
+# Which of the two exact routes to T per-task gradients is faster, measured once per process for each (device,
+# T, input shapes): {"batched", "loop"}. $MTLKIT_TASK_GRADIENTS=batched|loop forces one (e.g. to pin the last bits).
+_ROUTE: dict[tuple[Any, ...], str] = {}
+LOOP_MARGIN = 0.8  # the loop is chosen only when it takes under 80 % of the batched product's time
+
+
+def _timed(fn: Callable[[], list[torch.Tensor]], device: torch.device) -> tuple[float, list[torch.Tensor]]:
+    import time
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    out = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - t0, out
+
+
+def _dense_route(losses: torch.Tensor, xs: Sequence[torch.Tensor], c: torch.Tensor | None,
+                 retain_graph: bool) -> list[torch.Tensor]:
+    """Per-task gradients without a tape (shared input, or a model that mixes tasks' rows): one batched
+    vector-Jacobian product or a loop of T backward calls, whichever measured faster here for these shapes (the
+    first call times both, twice, and keeps the batched result). Both are exact; they may differ in the last bits."""
+    import os
+
+    forced = os.environ.get("MTLKIT_TASK_GRADIENTS", "auto")
+    if forced not in ("auto", "batched", "loop"):
+        raise ValueError(f"MTLKIT_TASK_GRADIENTS must be auto, batched or loop, got {forced!r}")
+    if forced != "auto":
+        route = forced
+    else:
+        key = (losses.device.type, losses.shape[0], tuple(tuple(x.shape) for x in xs), losses.dtype)
+        route = _ROUTE.get(key, "")
+        if not route:
+            tb = tl = math.inf
+            out: list[torch.Tensor] = []
+            for _ in range(2):
+                dt, out = _timed(lambda: _batched_vjp(losses, xs, c, True, False), losses.device)
+                tb = min(tb, dt)
+                dt, _ = _timed(lambda: _loop_vjp(losses, xs, c, True), losses.device)
+                tl = min(tl, dt)
+            _ROUTE[key] = "loop" if tl < LOOP_MARGIN * tb else "batched"
+            return out
+    if route == "loop":
+        return _loop_vjp(losses, xs, c, retain_graph)
+    return _batched_vjp(losses, xs, c, retain_graph, False)
+
+
 def task_gradient_parts(losses: torch.Tensor, inputs: torch.Tensor | Sequence[torch.Tensor],
                         weights: torch.Tensor | None = None, retain_graph: bool = True, create_graph: bool = False,
                         tape: TaskTape | None = None) -> TaskGradients:
@@ -288,9 +349,10 @@ def task_gradient_parts(losses: torch.Tensor, inputs: torch.Tensor | Sequence[to
     T = losses.shape[0]
     c = None if weights is None else weights.detach().to(losses.dtype)
     shapes = [x.shape for x in xs]
-    if tape is None or create_graph or not tape.recorded or tape.n_tasks != T:
-        return TaskGradients(T, [("dense", g) for g in _batched_vjp(losses, xs, c, retain_graph, create_graph)],
-                             shapes)
+    if create_graph:
+        return TaskGradients(T, [("dense", g) for g in _batched_vjp(losses, xs, c, retain_graph, True)], shapes)
+    if tape is None or not tape.recorded or tape.n_tasks != T:
+        return TaskGradients(T, [("dense", g) for g in _dense_route(losses, xs, c, retain_graph)], shapes)
     sig = tuple(id(x) if isinstance(x, nn.Parameter) else ("tensor", tuple(x.shape[1:])) for x in xs)
     status = _ONE_PASS_STATUS.setdefault(tape.model, {})
     if status.get(sig) is False:
