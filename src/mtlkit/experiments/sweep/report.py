@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,6 +11,7 @@ import numpy as np
 
 from mtlkit.experiments.stats import mean_ci
 from mtlkit.experiments.sweep.storage import mask_url
+from mtlkit.experiments.tables import fmt, markdown_table, mean_ci_text
 
 if TYPE_CHECKING:
     from mtlkit.experiments.sweep.finish import SweepResult
@@ -53,31 +53,30 @@ def report_markdown(res: SweepResult, command: str = "", task_names: Sequence[st
             f"- search: {mode}",
             f"- objective: validation {spec.metric} ({arrow}), mean over tasks then over splits",
             "- fixed: " + (", ".join(f"{k}={_fmt(v)}" for k, v in spec.fixed.items()) or "none"), ""]
-    out += ["| hyper-parameter | searched over |", "|---|---|"]
-    out += [f"| {k} | {_dim_text(d)} |" for k, d in spec.space.items()]
+    out += markdown_table(["hyper-parameter", "searched over"], [[k, _dim_text(d)] for k, d in spec.space.items()],
+                          escape=True)
     done = sum(r.state == "COMPLETE" for r in res.trials)
     failed = sum(r.state == "FAIL" for r in res.trials)
-    out += ["", f"## Trials ({len(res.trials)}: {done} complete, {failed} failed)", "",
-            f"| trial | params | val {spec.metric} | per split | state | error |", "|---|---|---|---|---|---|"]
-    for r in res.trials:
-        mark = " **best**" if r.number == res.best.number else ""
-        params = ", ".join(f"{k}={_fmt(v)}" for k, v in r.params.items()) or "–"
-        err = (r.error or "").replace("|", "\\|").replace("\n", " ")
-        out.append(f"| {r.number}{mark} | {params} | {_fmt(r.value)} | "
-                   f"{', '.join(_fmt(v) for v in r.per_split) or '–'} | {r.state} | {err} |")
+    out += ["", f"## Trials ({len(res.trials)}: {done} complete, {failed} failed)", ""]
+    out += markdown_table(
+        ["trial", "params", f"val {spec.metric}", "per split", "state", "error"],
+        [[f"{r.number}{' **best**' if r.number == res.best.number else ''}",
+          ", ".join(f"{k}={_fmt(v)}" for k, v in r.params.items()) or "–", _fmt(r.value),
+          ", ".join(_fmt(v) for v in r.per_split) or "–", r.state, r.error or ""] for r in res.trials], escape=True)
     out += ["", "## Best configuration, retrained on every split and tested", "",
             f"Trial {res.best.number} (ties go to the lowest trial number): "
             + (", ".join(f"{k}={_fmt(v)}" for k, v in res.hparams.items()) or "the defaults"),
-            "", f"**test {spec.metric}: {res.test_mean:.4f} ± "
-            f"{'n/a' if math.isnan(res.test_ci) else f'{res.test_ci:.4f}'}** (mean ± 95% CI over "
-            f"{len(res.test)} splits)", "", f"| split | val {spec.metric} | test {spec.metric} |", "|---|---|---|"]
-    out += [f"| {s} | {v:.4f} | {t:.4f} |" for s, v, t in zip(res.splits, res.val, res.test, strict=True)]
+            "", f"**test {spec.metric}: {mean_ci_text(res.test_mean, res.test_ci, 4)}** ("
+            + (f"mean ± 95% CI over {len(res.test)} splits)" if np.isfinite(res.test_ci) else
+               f"mean over {len(res.test)} split{'s' * (len(res.test) > 1)}, no CI)"), ""]
+    out += markdown_table(["split", f"val {spec.metric}", f"test {spec.metric}"],
+                          [[s, fmt(v, 4), fmt(t, 4)] for s, v, t in zip(res.splits, res.val, res.test, strict=True)])
     if per_task is not None and len(task_names):
         m, ci = mean_ci(per_task, axis=0)
-        out += ["", f"Per task, test {spec.metric} (mean ± 95% CI over splits):", "", "| task | mean | ± |",
-                "|---|---|---|"]
-        out += [f"| {n} | {_fmt(float(a))} | {_fmt(float(b))} |"
-                for n, a, b in zip(task_names, np.atleast_1d(m), np.atleast_1d(ci), strict=True)]
+        out += ["", f"Per task, test {spec.metric} (mean ± 95% CI over splits):", ""]
+        out += markdown_table(["task", "mean", "±"], [[n, _fmt(float(a)), _fmt(float(b))] for n, a, b in
+                                                     zip(task_names, np.atleast_1d(m), np.atleast_1d(ci), strict=True)],
+                              escape=True)
     return "\n".join(out) + "\n"
 
 
