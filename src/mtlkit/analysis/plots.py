@@ -13,7 +13,7 @@ import textwrap
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib import colormaps
@@ -25,6 +25,9 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter
 
 from mtlkit.errors import MtlkitError
+
+if TYPE_CHECKING:
+    from matplotlib.typing import ColorType  # matplotlib >= 3.8; the [plot] extra allows 3.7
 
 DPI = 150
 MAX_TICK_LABELS = 20          # beyond this many rows/columns, label every k-th one
@@ -108,7 +111,7 @@ def relation_matrix_figure(matrix: Any, row_labels: Sequence[str], col_labels: S
     img = ax.imshow(np.ma.masked_invalid(m), cmap=cmap.with_extremes(bad="#dddddd"), norm=norm,
                     aspect="equal" if max(n_r, n_c) <= 60 else "auto", interpolation="nearest")
     # the colour bar as an inset beside the image: exactly the image's height, whatever the matrix's shape
-    cax = ax.inset_axes([1.03, 0.0, 0.2 / (n_c * cell), 1.0])
+    cax = ax.inset_axes((1.03, 0.0, 0.2 / (n_c * cell), 1.0))
     cb = fig.colorbar(img, cax=cax)
     cb.ax.tick_params(labelsize=8)
     k = value_scale(float(np.abs(finite).max())) if finite.size else 0
@@ -261,7 +264,7 @@ def learning_curves_figure(history: Any, task_names: Sequence[str], title: str =
     many = n_tasks > max_tasks
     fig = _figure(11.5 if not many else 10.5, 4.6)
     axes = fig.subplots(1, 2, sharey=True)
-    colours = [f"C{i % 10}" for i in range(n_tasks)] if n_tasks <= 10 else None
+    colours: list[ColorType] | None = [f"C{i % 10}" for i in range(n_tasks)] if n_tasks <= 10 else None
     if colours is None and not many:
         colours = [colormaps["tab20"](i % 20) for i in range(n_tasks)]
     marker = "o" if epochs <= 3 else None

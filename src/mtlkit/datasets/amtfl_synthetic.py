@@ -109,9 +109,9 @@ def amtfl_synthetic(
     for nm, group in (("easy_bases", easy_bases), ("hard_bases", hard_bases)):
         if len(set(group)) < bases_per_task or any(not 0 <= b < n_bases for b in group):
             raise ValueError(f"{nm} must hold at least {bases_per_task} distinct indices in 0..{n_bases - 1}")
-    for nm, sizes in (("easy_sizes", easy_sizes), ("hard_sizes", hard_sizes)):
-        if len(sizes) != 3 or sizes[0] < 1 or sizes[1] < 0 or sizes[2] < 1:
-            raise ValueError(f"{nm} must be (train >= 1, val >= 0, test >= 1), got {sizes}")
+    for nm, group_sizes in (("easy_sizes", easy_sizes), ("hard_sizes", hard_sizes)):
+        if len(group_sizes) != 3 or group_sizes[0] < 1 or group_sizes[1] < 0 or group_sizes[2] < 1:
+            raise ValueError(f"{nm} must be (train >= 1, val >= 0, test >= 1), got {group_sizes}")
     if n_rows is not None and n_rows < max(sum(easy_sizes), sum(hard_sizes)):
         raise ValueError(f"n_rows={n_rows} is fewer than one split needs "
                          f"({sum(easy_sizes)} easy, {sum(hard_sizes)} hard)")

@@ -134,7 +134,7 @@ def set_align_phase(model: nn.Module, phase: str, align: bool = True, shared: st
 
 def trainable_bottom(model: nn.Module) -> list[nn.Parameter]:
     """The shared bottom's parameters that train in the model's phase (the combiner's shared parameters)."""
-    return [p for p in model.bottom.parameters() if p.requires_grad]
+    return [p for p in model.get_submodule("bottom").parameters() if p.requires_grad]
 
 
 def arch_hparams(hp: dict[str, Any]) -> dict[str, Any]:

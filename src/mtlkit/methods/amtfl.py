@@ -178,6 +178,7 @@ class AmtflNet(nn.Module):
 
     def all_outputs(self, z: torch.Tensor) -> torch.Tensor:
         """Every task's output for every row: ``ZS + b``, ``[B, T]`` or ``[T_rows, B, T]``."""
+        assert self.head.bias is not None  # a TaskLinear with a bias
         w, b = self.head.weight[..., 0], self.head.bias[:, 0]  # [T, k], [T]
         return torch.einsum("...k,tk->...t", z, w) + b
 

@@ -101,13 +101,18 @@ def pooled_weighting(spec: TaskSpec, sizes: torch.Tensor, lam: float) -> Penalty
     return pen
 
 
+def _backbone_params(model: nn.Module) -> list[nn.Parameter]:
+    """The shared parameters of the NN / MT-NN / deep-AMTL family: its backbone's."""
+    return list(model.get_submodule("backbone").parameters())
+
+
 def build_nn(info: DataInfo, hp: dict[str, Any]) -> MethodParts:
     """The paper's NN: shared hidden layer + per-task linear outputs, loss pooled over all rows."""
     _check_nonneg(hp, ("lam",))
     k = _hidden(hp, "nn")
     model = AmtflNet(info, mlp_backbone(info, [k], hp["activation"]), k, hp["activation"], feedback=False)
     return MethodParts(model, penalties=[pooled_weighting(info.spec, _sizes(info), float(hp["lam"]))],
-                       shared_parameters=lambda m: list(m.backbone.parameters()))
+                       shared_parameters=_backbone_params)
 
 
 def build_mt_nn(info: DataInfo, hp: dict[str, Any]) -> MethodParts:
@@ -116,7 +121,7 @@ def build_mt_nn(info: DataInfo, hp: dict[str, Any]) -> MethodParts:
     k = _hidden(hp, "mt-nn")
     model = AmtflNet(info, mlp_backbone(info, [k], hp["activation"]), k, hp["activation"], feedback=False)
     pen = amtfl_penalty(info.spec, _sizes(info), 0.0, 0.0, float(hp["mu"]), float(hp["lam"]), 0.0)
-    return MethodParts(model, penalties=[pen], shared_parameters=lambda m: list(m.backbone.parameters()))
+    return MethodParts(model, penalties=[pen], shared_parameters=_backbone_params)
 
 
 # ---------------------------------------------------------------------- AMTL
@@ -240,7 +245,7 @@ def build_deep_amtl(info: DataInfo, hp: dict[str, Any]) -> MethodParts:
     pen = deep_amtl_penalty(info.spec, _sizes(info, hp), float(hp["mu"]), float(hp["lam_b"]), float(hp["lam"]),
                             float(hp["delta"]))
     return MethodParts(model, penalties=[pen], proxes=[amtl_projection(hp["nonneg"])],
-                       shared_parameters=lambda m: list(m.backbone.parameters()))
+                       shared_parameters=_backbone_params)
 
 
 # ---------------------------------------------------------------------- Go-MTL

@@ -132,7 +132,7 @@ def _hard_share_arch(hp: dict[str, Any]) -> dict[str, Any]:
 
 
 def _shared_bottom(model: nn.Module) -> list[nn.Parameter]:
-    return list(model.bottom.parameters())
+    return list(model.get_submodule("bottom").parameters())
 
 
 register(MethodInfo(

@@ -59,6 +59,7 @@ def _fit(parts: MethodParts, train: DeviceData, hp: dict[str, Any]) -> None:
     T = train.n_tasks
     x = train.x.reshape(train.x.shape[0], -1) if train.shared else train.x.reshape(T, train.x.shape[1], -1)
     lin = model.linear
+    assert lin.bias is not None  # LinearNet's layer has a bias
     P = lin.out_features
     if model.kind == "regression":
         w, b = ridge_per_task(x, train.y, train.mask, float(hp["alpha"]))

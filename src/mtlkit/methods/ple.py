@@ -158,7 +158,9 @@ class PLENet(nn.Module):
             h_task, h_shared_next = level(h_task, h_shared)
             assert h_shared_next is not None
             h_shared = h_shared_next
-        h_own, h_shared = self.levels[-2].forward_own_rows(h_task, h_shared)  # [T, B, e], [T·B, e]
+        penult = self.levels[-2]
+        assert isinstance(penult, ExtractionLevel)
+        h_own, h_shared = penult.forward_own_rows(h_task, h_shared)  # [T, B, e], [T·B, e]
         return self.heads(self.levels[-1](h_own, h_shared.reshape(T, B, -1))[0])  # the last level on own rows
 
 
@@ -166,9 +168,11 @@ def _ple_shared(model: nn.Module) -> list[nn.Parameter]:
     """Parameters more than one task's loss reaches: the bottom, every shared expert, and in non-final levels
     the task experts and shared gate (read by the shared gate) and, two or more levels before the last, the
     task gates (they feed task experts that the next shared gate reads)."""
+    assert isinstance(model, PLENet)  # ple's shared_parameters
     out = list(model.bottom.parameters())
     n = len(model.levels)
     for i, lv in enumerate(model.levels):
+        assert isinstance(lv, ExtractionLevel)
         out += [lv.shared_w, lv.shared_b]
         if i < n - 1:
             out += [lv.task_w, lv.task_b, lv.sgate_w, lv.sgate_b]

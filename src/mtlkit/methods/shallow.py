@@ -59,6 +59,9 @@ class RMTLNet(LinearNet):
     """A linear model per task whose weights are ``L + S``; the two parts are kept as buffers ``low_rank``
     and ``sparse`` [T, d] (saved with the model) so the decomposition can be inspected."""
 
+    low_rank: Tensor  # buffers, registered in __init__
+    sparse: Tensor
+
     def __init__(self, info: DataInfo) -> None:
         super().__init__(info)
         self.register_buffer("low_rank", torch.zeros(info.n_tasks, info.n_features))
@@ -160,8 +163,9 @@ def solve_rmtl(loss: TaskLossSum, lam_l: float, lam_s: float, max_iter: int = 20
     """``min Σ_t L_t(l_t + s_t) + lam_l·‖L‖_* + lam_s·Σ_t ‖s_t‖₂`` over (L, S [T, d], b [T]) from zeros;
     the gradient of the loss is the same for L and S, so its Lipschitz bound doubles."""
     T, d = loss.w.shape[0], loss.x.shape[-1]
-    kw = dict(dtype=torch.float64, device=loss.x.device)
-    z = (torch.zeros(T, d, **kw), torch.zeros(T, d, **kw), torch.zeros(T, **kw))
+    f64, dev = torch.float64, loss.x.device
+    z = (torch.zeros(T, d, dtype=f64, device=dev), torch.zeros(T, d, dtype=f64, device=dev),
+         torch.zeros(T, dtype=f64, device=dev))
 
     def prox(p: tuple[Tensor, ...], s: float) -> tuple[Tensor, ...]:
         return prox_trace(p[0], s * lam_l), prox_group(p[1], s * lam_s, dim=1), p[2]
@@ -175,6 +179,7 @@ def solve_rmtl(loss: TaskLossSum, lam_l: float, lam_s: float, max_iter: int = 20
 
 def _set_linear(model: LinearNet, W: Tensor, b: Tensor) -> None:
     lin = model.linear
+    assert lin.bias is not None  # LinearNet's layer has a bias
     with torch.no_grad():
         lin.weight.copy_(W[..., None].to(lin.weight))
         lin.bias.copy_(b[:, None].to(lin.bias))

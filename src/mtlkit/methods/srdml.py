@@ -259,7 +259,7 @@ def _build_srdml(info: DataInfo, hp: dict[str, Any]) -> MethodParts:
         model.omega.requires_grad_(False)  # fixed at 1 (and never handed to the optimizer)
     prox: list[Prox] = [omega_prox] if model.omega.requires_grad else []
     return MethodParts(model, penalties=[pen] if lam > 0 else [], proxes=prox,
-                       shared_parameters=lambda m: list(m.bottom.parameters()),
+                       shared_parameters=lambda m: list(m.get_submodule("bottom").parameters()),
                        warm_start=model.warm_start if warm else None)
 
 

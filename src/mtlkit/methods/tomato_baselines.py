@@ -107,7 +107,7 @@ class CrossStitchNet(nn.Module):
 
 def _stitch_shared(model: nn.Module) -> list[nn.Parameter]:
     """Parameters every task's loss reaches: the bottom and (through α) all towers."""
-    return [*model.bottom.parameters(), *model.towers.parameters()]
+    return [*model.get_submodule("bottom").parameters(), *model.get_submodule("towers").parameters()]
 
 
 # ---------------------------------------------------------------------- MMoE
@@ -165,7 +165,7 @@ class MMoENet(nn.Module):
 
 def _mmoe_shared(model: nn.Module) -> list[nn.Parameter]:
     """Parameters every task's loss reaches: the bottom and the experts."""
-    return [*model.bottom.parameters(), *model.experts.parameters()]
+    return [*model.get_submodule("bottom").parameters(), *model.get_submodule("experts").parameters()]
 
 
 # ---------------------------------------------------------------------- MRN
@@ -187,6 +187,10 @@ class MRNNet(HardShareNet):
     Ω_T ← `mrn_precision`(W_(1)W_(1)ᵀ + 1e-5·I). Ω_T, Σ_T and the step count are buffers, so saved runs and
     checkpoints keep them; a host-side copy of the count decides when to update without a device sync.
     """
+
+    omega: torch.Tensor  # buffers, registered in __init__
+    sigma: torch.Tensor
+    steps: torch.Tensor
 
     def __init__(self, info: DataInfo, hidden: list[int], head_hidden: list[int], activation: str,
                  dropout: float, update_every: int, backbone: str = "mlp", channels: list[int] | None = None) -> None:
@@ -230,7 +234,8 @@ class MRNNet(HardShareNet):
 
 def _sync_steps(module: nn.Module, incompatible: Any) -> None:
     """After ``load_state_dict``: the host-side step count follows the loaded buffer (a one-off sync)."""
-    module._steps = int(module.steps)  # type: ignore[assignment]
+    assert isinstance(module, MRNNet)  # the hook is registered on MRNNet only
+    module._steps = int(module.steps)
 
 
 def _build_mrn(info: DataInfo, hp: dict[str, Any]) -> MethodParts:
@@ -352,6 +357,7 @@ class DMTRLTuckerNet(nn.Module):
         T, n, hd = info.n_tasks, hidden[-1], head_hidden[0]
         self.bottom = MLP([info.n_features, *hidden], activation, dropout, last_activation=True)
         init = TaskLinear(T, n, hd)  # like hard-share's head layer, factorised exactly (full ranks)
+        assert init.bias is not None  # TaskLinear's default bias=True
         self.bias = nn.Parameter(init.bias.detach().clone())
         self._set_factors(init.weight.detach(), 0.0)
         self.act = make_activation(activation)
@@ -400,6 +406,7 @@ class DMTRLTuckerNet(nn.Module):
         first, last = layers
         dev = self.core.device
         self._set_factors(first.weight.detach().to(dev), self.eps)
+        assert first.bias is not None, "hard-share's head layers have a bias"
         self.bias.copy_(first.bias)
         self.out.load_state_dict(last.state_dict())
 

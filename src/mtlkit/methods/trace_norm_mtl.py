@@ -23,7 +23,7 @@ paper's γ = 0.01 can still dominate (the Tucker and TT norms have 3-5 terms per
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -63,6 +63,18 @@ ARCH_DEFAULTS: dict[str, Any] = {p.name: p.default for p in ARCH_PARAMS}
 TN_DEFAULTS: dict[str, Any] = {p.name: p.default for p in TN_PARAMS}
 TN_GRID: dict[str, list[Any]] = {"gamma": [1e-3, 1e-2, 1e-1]}
 STL_GRID: dict[str, list[Any]] = {"lr": [1e-3, 1e-2]}
+
+
+_M = TypeVar("_M", bound=nn.Module)
+
+
+def _entries(mods: nn.ModuleList, cls: type[_M]) -> list[_M]:
+    """A ModuleList's entries as a typed list, checking each is a ``cls``."""
+    out: list[_M] = []
+    for m in mods:
+        assert isinstance(m, cls)
+        out.append(m)
+    return out
 
 
 class TraceNormNet(nn.Module):
@@ -117,29 +129,38 @@ class TraceNormNet(nn.Module):
             return fs[0], fs[1], fs[2]
         raise ValueError(f"the cnn backbone needs image rows [C, H, W] or [H, W], got feature shape {fs}")
 
+    def _convs(self) -> list[TaskConv2d]:
+        """``self.convs`` typed: every entry is a `TaskConv2d` (built so in ``__init__``)."""
+        return _entries(self.convs, TaskConv2d)
+
+    def _fcs(self) -> list[TaskLinear]:
+        """``self.fcs`` typed: every entry is a `TaskLinear` (built so in ``__init__``)."""
+        return _entries(self.fcs, TaskLinear)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         T = self.n_tasks
+        convs, fcs = self._convs(), self._fcs()
         if self.backbone == "cnn":
             c, h, w = self._image_shape()
             if self.shared:
-                z = self.convs[0].forward_shared(x.reshape(x.shape[0], c, h, w))
+                z = convs[0].forward_shared(x.reshape(x.shape[0], c, h, w))
             else:
-                z = self.convs[0].forward_folded(fold_tasks(x.reshape(T, x.shape[1], c, h, w)))
+                z = convs[0].forward_folded(fold_tasks(x.reshape(T, x.shape[1], c, h, w)))
             z = task_max_pool2d(self.act(z), self.pool)
-            for conv in self.convs[1:]:
+            for conv in convs[1:]:
                 z = task_max_pool2d(self.act(conv.forward_folded(z)), self.pool)
             B = z.shape[0]
             z = z.reshape(B, T, -1).transpose(0, 1)  # [T, B, C·H·W]
         else:
             z = x.reshape(x.shape[0], -1) if self.shared else x.reshape(T, x.shape[1], -1)
-        for fc in self.fcs[:-1]:
+        for fc in fcs[:-1]:
             z = self.act(fc(z))
-        return self.fcs[-1](z)
+        return fcs[-1](z)
 
-    def shareable_layers(self) -> dict[str, nn.Module]:
+    def shareable_layers(self) -> dict[str, TaskConv2d | TaskLinear]:
         """The layers a trace norm ties, bottom to top: every conv and fc layer but the output layer."""
-        out: dict[str, nn.Module] = {f"conv{i + 1}": m for i, m in enumerate(self.convs)}
-        out.update({f"fc{i + 1}": m for i, m in enumerate(self.fcs[:-1])})
+        out: dict[str, TaskConv2d | TaskLinear] = {f"conv{i + 1}": m for i, m in enumerate(self._convs())}
+        out.update({f"fc{i + 1}": m for i, m in enumerate(self._fcs()[:-1])})
         return out
 
     def paper_weights(self) -> dict[str, torch.Tensor]:

@@ -280,6 +280,7 @@ def fit_sgd(parts: MethodParts, loss: TaskLoss, train: DeviceData, val: DeviceDa
     opt = make_optimizer(params, hp)
     sched = exponential_decay(opt, hp["lr_decay"], hp["decay_steps"])
     ddp = distributed is not None and distributed.world_size > 1
+    dist = distributed if ddp else None  # the group the sampler splits batches over (None: this process alone)
     main = distributed is None or distributed.is_main
     fwd: torch.nn.Module = model
     if ddp:
@@ -289,7 +290,8 @@ def fit_sgd(parts: MethodParts, loss: TaskLoss, train: DeviceData, val: DeviceDa
     if compile:
         fwd = compile_forward(fwd, parts)
     sampler = TaskBatchSampler(train, hp["batch_size"], seed=seed,
-                               rank=distributed.rank if ddp else 0, world_size=distributed.world_size if ddp else 1)
+                               rank=dist.rank if dist is not None else 0,
+                               world_size=dist.world_size if dist is not None else 1)
     steps = len(sampler)
     shared = parts.shared_parameters(model) if parts.shared_parameters is not None else params
     hist = History()
@@ -422,9 +424,9 @@ def fit_sgd(parts: MethodParts, loss: TaskLoss, train: DeviceData, val: DeviceDa
     if hist.diverged:  # the checkpoint (if any) records it as finished; a resume ends here again
         if diverged is None:  # resumed from the checkpoint of a run that had diverged
             last = hist.train_loss[-1] if hist.train_loss else np.array([math.nan])
-            part = "training" if not np.isfinite(last).all() or not hist.val_loss else "validation"
+            which = "training" if not np.isfinite(last).all() or not hist.val_loss else "validation"
             diverged = TrainingDiverged(len(hist.train_loss), (global_step, global_step),
-                                        _nonfinite(last if part == "training" else hist.val_loss[-1]), part,
+                                        _nonfinite(last if which == "training" else hist.val_loss[-1]), which,
                                         float(hp["lr"]))
         raise diverged
     model.load_state_dict(best_state)
