@@ -97,7 +97,7 @@ def test_method_keeps_trainer_typing_when_it_only_changes_a_default():
 # ---------------------------------------------------------------------- every method's declarations
 METHODS = [
     "stl", "single", "hard-share", "stl-linear", "hard-share-align", "amtfl", "deep-amtfl", "nn", "mt-nn", "go-mtl",
-    "amtl", "deep-amtl", "ple", "lasso", "l21", "rmtl", "srdml", "pcgrad", "mgda-ub", "tomato-el", "tomato-ex",
+    "amtl", "deep-amtl", "ple", "cgc", "lasso", "l21", "rmtl", "srdml", "pcgrad", "mgda-ub", "tomato-el", "tomato-ex",
     "inter-task-l2", "cross-stitch", "mmoe", "mrn", "dmtrl-tucker", "trace-norm-laf", "trace-norm-tucker",
     "trace-norm-tt", "stl-cnn",
 ]
@@ -162,7 +162,7 @@ def test_regularisers_can_be_switched_off_when_tuning(name):
             assert s.off is None and "off" in params[k].doc, (name, k)  # the doc says why 0 is not tried
         else:
             assert s.off == 0.0, f"{name}: the space of {k} does not include switching it off (0)"
-    expected = {"stl": [], "single": [], "hard-share": [], "cross-stitch": [], "mmoe": [], "ple": [], "pcgrad": [],
+    expected = {"stl": [], "single": [], "hard-share": [], "cross-stitch": [], "mmoe": [], "ple": [], "cgc": [], "pcgrad": [],
                 "mgda-ub": [], "hard-share-align": [], "stl-cnn": [], "stl-linear": ["alpha", "C"],
                 "lasso": ["lam"], "l21": ["lam"], "rmtl": ["lam_l", "lam_s"], "go-mtl": ["mu", "lam"],
                 "amtl": ["mu", "lam"], "nn": ["lam"], "mt-nn": ["mu", "lam"], "srdml": ["lam"],
