@@ -29,6 +29,9 @@ Run::
     python benchmarks/step_time.py --threads 1          # pin torch's thread count (e.g. on a busy machine)
     python benchmarks/step_time.py --adam default       # Adam implementation: fused (the Trainer's), foreach, default
     python benchmarks/step_time.py --tasks 10,139 --gradient-methods   # + srdml, pcgrad, mgda-ub (below)
+    python benchmarks/step_time.py --tasks 10,139 --compile on  # + the batched step under torch.compile (default:
+                                                                # on CUDA only; the GPU targets: T = 500 step <= 1.5x
+                                                                # the T = 10 step, hard-share T = 139 <= 0.3 ms)
 
 ``--gradient-methods`` then times srdml, pcgrad and mgda-ub at the same T, B and devices with
 ``benchmarks/method_steps.py --loop --shared`` (SRDML's image setting: one input shared by the tasks): each
@@ -233,6 +236,23 @@ def time_steps(model: nn.Module, loss_fn: Callable[[], torch.Tensor], device: to
     return statistics.median(times) * 1e3
 
 
+def compiled_row(model: nn.Module, f_eager: Callable[[], torch.Tensor], batch: Batch, device: torch.device,
+                 warmup: int, steps: int, adam: str, eager_ms: float) -> str:
+    """The batched step with the model's forward under ``torch.compile`` (as ``mtlkit train --compile``): checked
+    against the eager loss first, then timed; a failed compile is reported, not raised."""
+    loss = TaskLoss(make_info(batch.x.shape[0]).spec, device)
+    try:
+        f_comp = batched_loss_fn(torch.compile(model), loss, batch)
+        with torch.no_grad():
+            a, b = float(f_comp()), float(f_eager())
+        if abs(a - b) > 1e-4 * max(abs(b), 1e-12):
+            return f"loss differs from eager ({a:.6g} vs {b:.6g}), not timed"
+        ms = time_steps(model, f_comp, device, max(warmup, 3), steps, adam)
+    except Exception as e:  # noqa: BLE001 - e.g. no C++ compiler for inductor on this machine
+        return f"failed ({type(e).__name__}: {str(e).splitlines()[0][:80]})"
+    return f"{ms:.3f} ms/step ({eager_ms / ms:.2f}x eager)"
+
+
 def build(method: str, n_tasks: int, device: torch.device) -> tuple[nn.Module, LoopHardShare | LoopSTL]:
     info = make_info(n_tasks)
     arch = {"hidden": HIDDEN, "head_hidden": [], "activation": "relu", "dropout": 0.0}
@@ -260,6 +280,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--adam", choices=["default", "foreach", "fused"], default="fused",
                    help="torch.optim.Adam implementation for both models (default fused, as mtlkit's Trainer uses)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
+                   help="also time the batched model under torch.compile (auto: on CUDA devices only)")
     p.add_argument("--gradient-methods", action="store_true",
                    help="also time srdml, pcgrad, mgda-ub vs hard-share and vs per-task loops (method_steps.py)")
     return p.parse_args()
@@ -302,8 +324,12 @@ def main() -> None:
                 loop_ms = time_steps(loop, f_loop, device, warmup, steps, args.adam)
                 b_ms = time_steps(batched, f_batched, device, warmup, steps, args.adam)
                 batched_ms[method][n_tasks] = b_ms
+                compiled = ""
+                if args.compile == "on" or (args.compile == "auto" and cuda):
+                    compiled = "  compiled: " + compiled_row(batched, f_batched, batch, device, warmup, steps,
+                                                             args.adam, b_ms)
                 print(f"{dev_str:<7} {method:<11} {n_tasks:>4}  {loop_ms:>12.2f}  {b_ms:>15.2f}  "
-                      f"{loop_ms / b_ms:>11.1f}x", flush=True)
+                      f"{loop_ms / b_ms:>11.1f}x{compiled}", flush=True)
                 del batched, loop, batch, f_batched, f_loop
                 if cuda:
                     torch.cuda.empty_cache()
