@@ -10,8 +10,8 @@ import torch
 
 from mtlkit.data.tensors import Batch, DeviceData
 
-#: Row indices (T x B x steps) one block of an epoch's steps holds: 32 MiB of int64.
-BLOCK_INDICES = 1 << 22
+#: Row indices (T x B x steps) one block of an epoch's steps holds: 8 MiB of int64.
+BLOCK_INDICES = 1 << 20
 
 
 class TaskBatchSampler:
@@ -67,15 +67,17 @@ class TaskBatchSampler:
         task's rows are replayed block by block."""
         need = self.batch_size * self.steps
         states = []
+        buf = np.empty(int(self.data.counts.max()) if len(self.data.counts) else 0, dtype=np.int64)
         for n in self.data.counts:  # set-up per epoch, not per step
             states.append(self.rng.bit_generator.state)
             for _ in range(-(-need // int(n))):
-                self.rng.permutation(int(n))
+                self.rng.shuffle(buf[:int(n)])  # the draws of permutation(n) (= shuffle of arange(n)), no allocation
         return states
 
     def _index_blocks(self) -> Iterator[np.ndarray]:
         """The epoch's row indices, ``[K, T, B]`` for K steps at a time (`BLOCK_INDICES` at most): the draws of
-        `_task_streams` replayed, so memory is O(rows + block), not O(T x B·steps)."""
+        `_task_streams` replayed, so memory is O(rows + block), not O(T x B·steps). Each permutation is drawn
+        into one reused buffer (``permutation(n)`` is ``shuffle(arange(n))``) and copied into the block."""
         counts = self.data.counts
         T, B, S = len(counts), self.batch_size, self.steps
         gens = []
@@ -84,15 +86,24 @@ class TaskBatchSampler:
             g.bit_generator.state = st
             gens.append(g)
         left = [np.empty(0, dtype=np.int64) for _ in range(T)]  # each task's drawn, unused rows (< n_t)
+        n_max = int(counts.max()) if T else 0
+        ar, buf = np.arange(n_max, dtype=np.int64), np.empty(n_max, dtype=np.int64)
         K = max(1, min(S, BLOCK_INDICES // max(1, T * B)))
         for s0 in range(0, S, K):
             k = min(K, S - s0)
             out = np.empty((T, k * B), dtype=np.int64)
             for t, n in enumerate(counts):
-                have, short = left[t], k * B - len(left[t])
-                if short > 0:
-                    have = np.concatenate([have, *(gens[t].permutation(int(n)) for _ in range(-(-short // int(n))))])
-                out[t], left[t] = have[:k * B], have[k * B:]
+                n, row, have = int(n), out[t], left[t]
+                pos = min(len(have), k * B)
+                row[:pos], rest = have[:pos], have[pos:]
+                while pos < k * B:  # ceil((kB - unused) / n) fresh permutations, as drawn before
+                    perm = buf[:n]
+                    perm[:] = ar[:n]
+                    gens[t].shuffle(perm)
+                    m = min(n, k * B - pos)
+                    row[pos:pos + m], rest = perm[:m], perm[m:]
+                    pos += m
+                left[t] = rest.copy()  # rest may view the shared buffer
             yield out.reshape(T, k, B).transpose(1, 0, 2)
 
     def _epoch_indices(self) -> np.ndarray:
@@ -126,7 +137,9 @@ class TaskBatchSampler:
         for block in self._index_blocks():  # [K, T, B] rows of each task, K steps
             k = block.shape[0]
             if s0 + k > start:
-                idx = torch.as_tensor(block[..., self.rank::self.world_size] + first, device=dev)  # rows of the store
+                mine = block[..., self.rank::self.world_size]
+                mine += first  # in place (the block is this loop's own): rows of the store, no second block
+                idx = torch.as_tensor(mine, device=dev)
                 T, B = idx.shape[1:]
                 for i in range(max(0, start - s0), k):
                     rows = idx[i].reshape(-1)
