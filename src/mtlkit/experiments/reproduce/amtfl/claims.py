@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from mtlkit.experiments.claims import Claim, claims_markdown, verdict
 from mtlkit.experiments.reproduce.amtfl.settings import (
@@ -21,7 +22,7 @@ from mtlkit.experiments.reproduce.amtfl.synthetic import FEEDBACK_ACTIVE, fig4h_
 from mtlkit.experiments.reproduce.amtfl.tuned import _mci
 
 
-def _claim(where: str, claim: str, paper_value: str, values: Sequence[float] | np.ndarray, direction: int,
+def _claim(where: str, claim: str, paper_value: str, values: ArrayLike, direction: int,
            unit: str, paper_effect: float | None = None, note: str = "") -> Claim:
     """One measured claim: the per-split effects' mean ± 95% CI, judged by `claims.verdict`."""
     m, c = _mci(np.asarray(values, dtype=np.float64))
@@ -38,9 +39,9 @@ def _reduction(stl: np.ndarray, m: np.ndarray) -> np.ndarray:
     return 100.0 * (stl - m) / stl
 
 
-def claim_rows(syn: Mapping[str, Any] | None = None, mnist: Mapping[str, Sequence[float]] | None = None,
-               school: Mapping[str, Sequence[float]] | None = None, deep: Mapping[str, np.ndarray] | None = None,
-               transfer: Mapping[str, Sequence[float]] | None = None) -> list[Claim]:
+def claim_rows(syn: Mapping[str, Any] | None = None, mnist: Mapping[str, ArrayLike] | None = None,
+               school: Mapping[str, ArrayLike] | None = None, deep: Mapping[str, np.ndarray] | None = None,
+               transfer: Mapping[str, ArrayLike] | None = None) -> list[Claim]:
     """Every claim of the paper this reproduction tests, with the paper's number beside ours (mean ± 95% CI over
     splits of a paired difference) and the verdict of `mtlkit.experiments.claims.verdict`.
 

@@ -58,7 +58,7 @@ def _deep_splits(images: np.ndarray, labels: np.ndarray, st: dict[str, Any], i: 
     return (ova.split_indices(tr, te, val=va), mc.split_indices(tr, te, val=va), pos, (tr, va, te))
 
 
-def _deep_specs(st: dict[str, Any], pos: Sequence[int]) -> tuple[dict[str, Spec], dict[str, Spec]]:
+def _deep_specs(st: dict[str, Any], pos: Sequence[int] | np.ndarray) -> tuple[dict[str, Spec], dict[str, Spec]]:
     """The four deep models: the softmax CNN (one 10-class task) and the three one-vs-all ones, the same small
     CNN for all (its fc width tuned), N_t = the positives."""
     sgd = {"epochs": st["deep_epochs"], "patience": 10, "batch_size": 50}
@@ -150,7 +150,8 @@ def _deep(ctx: Context, args: argparse.Namespace, st: dict[str, Any], trials: in
     ax = fig.axes[0]
     ax.set_ylabel("error reduction vs the CNN (points)")
     ax.set_xlabel("digit (sorted by reduction)")
-    for text in ax.get_legend().get_texts():
+    legend = ax.get_legend()
+    for text in legend.get_texts() if legend is not None else []:
         text.set_text(text.get_text().replace("STL", "the CNN").replace(" %", " points").replace("tasks", "digits"))
     figs = save_figure(fig, ctx.out / "amtfl-fig6")
     worse = [f"{d} (n={c})" for d, c, g in zip(digits, st["deep_counts"], gain, strict=True) if g < 0]

@@ -274,9 +274,9 @@ def _diagnosis(syn: Mapping[str, Any] | None, school: Mapping[str, Tuned] | None
     failed = [c for c in rows if c.verdict == "does not hold"]
     if failed:
         out += ["**4. Claims that do not hold here** (the checks above that bear on each):", ""]
-        for c in failed:
-            why = _failure_note(c, syn, deep)
-            out.append(f"- {c.where}: {c.claim} — ours {_v(c)}." + (f" {why}" if why else ""))
+        for claim in failed:
+            why = _failure_note(claim, syn, deep)
+            out.append(f"- {claim.where}: {claim.claim} — ours {_v(claim)}." + (f" {why}" if why else ""))
         out.append("")
     if deep is not None:
         out += ["**5. Deep tables.** Our analogue is small (a 2-conv CNN on 14×14 digits, 60 epochs from scratch, "

@@ -277,7 +277,7 @@ def _fig4h_sensitivity(ctx: Context, splits: Sequence[tuple[str, Split]], truth:
 
     key = [sel.hparams[0], [n for n, _ in splits], _split_key(splits), SENS_ALPHAS, SENS_GAMMA, "v1"]
     rec = _cached(ctx, "reproduce-amtfl-fig4h-sensitivity", key, compute)
-    res = {}
+    res: dict[Any, dict[str, Any]] = {}
     for a in SENS_ALPHAS:
         r = rec[str(a)]
         d = transfer_direction(r["feedback"], truth.easy)

@@ -189,11 +189,12 @@ def level_check_school(data: Any, splits: Sequence[tuple[str, Split]]) -> dict[s
     for _, split in splits:
         tr, va, te = split.train, split.part("val"), split.part("test")
         assert tr.xs is not None and va.xs is not None and te.xs is not None
+        assert tr.ys is not None and va.ys is not None and te.ys is not None
         for name, pooled in (("ridge per school (STL)", False), ("one ridge pooled over all schools", True)):
             a = min(grid, key=lambda a: rmse(fit(a, tr.xs, tr.ys, pooled), va))  # type: ignore[arg-type]
             out.setdefault(f"{name}, trained on the training rows", []).append(rmse(fit(a, tr.xs, tr.ys, pooled), te))
             both_x = [np.concatenate([x, v]) for x, v in zip(tr.xs, va.xs, strict=True)]
-            both_y = [np.concatenate([y, v]) for y, v in zip(tr.ys, va.ys, strict=True)]  # type: ignore[arg-type]
+            both_y = [np.concatenate([y, v]) for y, v in zip(tr.ys, va.ys, strict=True)]
             out.setdefault(f"{name}, refitted on training + validation rows", []).append(
                 rmse(fit(a, both_x, both_y, pooled), te))
     return out

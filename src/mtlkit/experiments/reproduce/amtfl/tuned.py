@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from mtlkit import progress
 from mtlkit.data.splits import Split
@@ -27,18 +28,18 @@ from mtlkit.experiments.stats import mean_ci
 from mtlkit.experiments.tables import mean_ci_text
 
 
-def _cell(values: Sequence[float], decimals: int = 2) -> str:
+def _cell(values: ArrayLike, decimals: int = 2) -> str:
     """``mean ± CI`` over splits of one value per split (`mtlkit.experiments.tables.mean_ci_text`: the mean alone
     when there is no CI)."""
     return mean_ci_text(*_mci(values), decimals)
 
 
-def _paired(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+def _paired(a: ArrayLike, b: ArrayLike) -> tuple[float, float]:
     """Mean ± 95% CI over splits of a − b."""
     return _mci(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))
 
 
-def _mci(v: Sequence[float] | np.ndarray) -> tuple[float, float]:
+def _mci(v: ArrayLike) -> tuple[float, float]:
     """Mean and 95% CI half-width (NaN with fewer than 2 values) of per-split values."""
     m, c = mean_ci(np.asarray(v, dtype=np.float64))
     return float(m), float(c)

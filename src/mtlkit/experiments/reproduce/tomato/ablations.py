@@ -16,7 +16,7 @@ from mtlkit.experiments.reproduce.tomato.settings import PAPER_NAMES, SEED, _cac
 from mtlkit.experiments.stats import mean_ci
 from mtlkit.experiments.tables import markdown_table, mean_ci_cell, mean_ci_text
 
-ABLATIONS = {"lam=0": {"lam": 0.0}, "K=1": {"K": 1}}
+ABLATIONS: dict[str, dict[str, Any]] = {"lam=0": {"lam": 0.0}, "K=1": {"K": 1}}
 """Fig. 5's two ablations, each from the tuned configuration: the sparsity prox off (λ = 0: TOMATO's topic-task
 sparsity disabled) and one topic (K = 1: conventional MTL architecture)."""
 

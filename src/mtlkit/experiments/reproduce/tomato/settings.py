@@ -4,6 +4,7 @@ the quick smoke run's sizes) and the options every part reads."""
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 DESCRIPTION = "TOMATO (Zhang & Lee, CIKM 2020) Tables 3-4 and Fig. 4 on synthetic, mnist-mtl, school-3class"
 
@@ -28,7 +29,7 @@ PAPER_TABLE4: dict[str, list[float]] = {
     "school-3class": [0.00, 3.18, -2.04, 1.96, 5.56, -0.05, 2.76, 8.96, 16.74, 12.93],
 }
 SEED = 0
-QUICK_SYNTHETIC = {"n_per_task": 150, "d": 16}
+QUICK_SYNTHETIC: dict[str, Any] = {"n_per_task": 150, "d": 16}
 QUICK_SPLITS = 2  # --quick: at most 2 splits, one-point grids, the real data sets cut by `quick_subset`
 CASE_LAMBDAS = (1e-3, 1e-2, 3e-2)  # the Fig. 4 case study's extra λ values
 

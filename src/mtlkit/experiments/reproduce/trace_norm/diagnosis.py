@@ -78,10 +78,11 @@ def _diagnosis(res: Results, level: Mapping[str, np.ndarray], rows: Sequence[Cla
     on = [f"{NAMES[m]} γ = {_fmt_value(gam[m])}" for m in mtl if gam[m] not in (None, 0)]
     if on:
         notes.append(f"Selected γ: {', '.join(on)} (paper: {PAPER_GAMMA} for all).")
-    if at_paper.get(stl) is not None:
-        better = [NAMES[m] for m in mtl if at_paper.get(m) is not None and at_paper[m] < at_paper[stl]]
+    stl_v = at_paper.get(stl)
+    if stl_v is not None:
+        better = [NAMES[m] for m in mtl if (v := at_paper.get(m)) is not None and v < stl_v]
         notes.append(f"At the paper's setting the penalty lowers the validation error below STL's "
-                     f"({fmt(float(at_paper[stl]))} %) for {', '.join(better) if better else 'none of the three'} "
+                     f"({fmt(float(stl_v))} %) for {', '.join(better) if better else 'none of the three'} "
                      "(one split, no interval: an indication, not a test).")
     out += ["", *notes] if notes else []
 
@@ -229,16 +230,17 @@ def _diagnosis(res: Results, level: Mapping[str, np.ndarray], rows: Sequence[Cla
     if res.ablation:
         table = []
         for m in mtl:
-            ab = res.ablation.get(m)
-            if ab is None:
+            abl = res.ablation.get(m)
+            if abl is None:
                 continue
             cells = []
-            for ours, ref, dec in ((res.accuracy[m], ab["accuracy"], 2), (res.accuracy_last[m], ab["accuracy_last"], 2),
-                                   (res.train_ce_last[m], ab["train_ce_last"], 3)):
+            for ours, ref, dec in ((res.accuracy[m], abl["accuracy"], 2),
+                                   (res.accuracy_last[m], abl["accuracy_last"], 2),
+                                   (res.train_ce_last[m], abl["train_ce_last"], 3)):
                 d, ci, n = _paired(_task_mean(ours), _task_mean(ref))
                 cells.append(f"{mean_ci_text(d, ci, f'+.{dec}f')} ({n}/{ours.shape[0]} > 0)")
-            table.append([NAMES[m], *cells, _cell(_task_mean(ab["accuracy"])),
-                          fmt(float(np.mean(ab["best_epoch"])) + 1, 1)])
+            table.append([NAMES[m], *cells, _cell(_task_mean(abl["accuracy"])),
+                          fmt(float(np.mean(abl["best_epoch"])) + 1, 1)])
         out += ["", "**8. The penalty alone (γ = 0 ablation, outside the budget).** The tuned methods differ from STL "
                     "in their optimiser settings too, so each trace-norm method's tuned configuration was also trained "
                     "with γ = 0 on every repeat (STL's network, the same initial weights, batches and optimiser): the "
@@ -248,11 +250,11 @@ def _diagnosis(res: Results, level: Mapping[str, np.ndarray], rows: Sequence[Cla
                                "γ = 0 kept epoch (mean, 1-based)"], table)
         stl_acc = _task_mean(res.accuracy[stl])
         for m in mtl[:1]:
-            ab = res.ablation.get(m)
-            if ab is None:
+            abl = res.ablation.get(m)
+            if abl is None:
                 continue
-            d, ci, _ = _paired(_task_mean(ab["accuracy"]), stl_acc)
-            dl, cil, _ = _paired(_task_mean(ab["accuracy_last"]), _task_mean(res.accuracy_last[stl]))
+            d, ci, _ = _paired(_task_mean(abl["accuracy"]), stl_acc)
+            dl, cil, _ = _paired(_task_mean(abl["accuracy_last"]), _task_mean(res.accuracy_last[stl]))
             out += ["", f"The γ = 0 run against the tuned STL (same network, different optimiser settings): "
                         f"{d:+.2f} ± {fmt(ci)} points at the kept epoch, {dl:+.2f} ± {fmt(cil)} at the last epoch — "
                         "the part of the table's 'vs STL' differences that is the optimiser's, not the penalty's."]

@@ -172,7 +172,7 @@ def _experiment(ctx: Context, data: MultiTaskData, splits: list[Split], epochs: 
         arrays = _arrays(rec, epochs)
         cache.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.stem + ".tmp.npz")
-        np.savez(tmp, **arrays)
+        np.savez(tmp, **arrays)  # type: ignore[arg-type]  # numpy's stub: ** could bind allow_pickle
         tmp.replace(path)
         return arrays
 

@@ -125,9 +125,9 @@ def _figures(res: Results, out: Path) -> list[Path]:
             tot = _total_norm(res, m, k)
             ep = np.arange(tot.shape[1])
             _band(ax, ep, tot / tot[:, :1], KIND_COLORS[k], f"{KIND_NAMES[k]} norm")
-            ab = res.ablation.get(m, {})
-            if all(f"norm/{layer}/{k}" in ab for layer in res.layers):  # the same configuration with γ = 0
-                stl, ref = np.sum([ab[f"norm/{layer}/{k}"] for layer in res.layers], axis=0), "γ = 0"
+            off = res.ablation.get(m, {})
+            if all(f"norm/{layer}/{k}" in off for layer in res.layers):  # the same configuration with γ = 0
+                stl, ref = np.sum([off[f"norm/{layer}/{k}"] for layer in res.layers], axis=0), "γ = 0"
             else:
                 stl, ref = _total_norm(res, "stl-cnn", k), "STL"
             ax.plot(ep, np.nanmean(stl / stl[:, :1], axis=0), ":", color=KIND_COLORS[k], lw=1.2,
