@@ -265,15 +265,23 @@ def _local_moves(m: np.ndarray, labels: np.ndarray, objective: str, k: int | Non
 
 
 def group_tasks(affinity: Any, k: int | None = None, budget: int | None = None, objective: str = "sum",
-                task_names: Sequence[str] | None = None, exact_max: int = EXACT_MAX_TASKS) -> Grouping:
+                task_names: Sequence[str] | None = None, exact_max: int = EXACT_MAX_TASKS,
+                center: bool | None = None) -> Grouping:
     """Split the tasks into groups maximising the predicted gain (see the module docstring).
 
     ``affinity``: an `Affinity` or a ``[T, T]`` matrix (row = source, column = target). ``k``: exactly k groups;
     ``budget``: at most that many groups (a model budget); neither: the best number. Exact for T ≤ ``exact_max``,
-    agglomerative clustering + local moves beyond."""
+    agglomerative clustering + local moves beyond. ``center``: subtract the mean off-diagonal entry first (default:
+    only for a learned relation, ``how="learned"``, whose zero means nothing: SRDML's ω ≥ 0, a covariance; a lookahead,
+    a cosine or a measured gain is 0 for "no effect")."""
     matrix = getattr(affinity, "matrix", affinity)
     names = tuple(task_names if task_names is not None else getattr(affinity, "task_names", ()))
     m = _clean(matrix)
+    if center if center is not None else getattr(affinity, "how", "") == "learned":
+        raw = np.asarray(matrix, dtype=np.float64)
+        known = ~np.eye(m.shape[0], dtype=bool) & np.isfinite(raw)
+        if known.any():  # unknown entries stay 0
+            m = np.where(known, m - raw[known].mean(), 0.0)
     T = m.shape[0]
     if not names:
         names = tuple(f"task{t}" for t in range(T))

@@ -17,6 +17,7 @@ REPRODUCTIONS: dict[str, str] = {
     "transfer": "mtlkit.experiments.reproduce.transfer",
     "amtfl": "mtlkit.experiments.reproduce.amtfl",
     "srdml": "mtlkit.experiments.reproduce.srdml",
+    "affinity": "mtlkit.experiments.reproduce.affinity",
     "claims": "mtlkit.experiments.reproduce.ledger",
     "all": "mtlkit.experiments.reproduce.everything",
 }
