@@ -16,15 +16,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import TwoSlopeNorm
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
-from matplotlib.ticker import FuncFormatter
 
-from mtlkit.errors import MtlkitError
+from mtlkit._optional import require
+
+require("matplotlib", "plots (mtlkit.analysis.plots)")  # a missing extra is one line, not a traceback
+
+from matplotlib import colormaps  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+from matplotlib.colors import TwoSlopeNorm  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
+
+from mtlkit.errors import MtlkitError  # noqa: E402
 
 if TYPE_CHECKING:
     from matplotlib.typing import ColorType  # matplotlib >= 3.8; the [plot] extra allows 3.7
