@@ -35,7 +35,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="a task's predicted gain in its group: the sum of the affinities onto it from the other "
                         "members (default: total within-group affinity) or their mean (TAG)")
     p.add_argument("--every", type=int, metavar="N", help="lookahead / gradient: probe every N steps of the joint run "
-                                                           "(default: ⌈T/4⌉ for lookahead, 1 for gradient)")
+                                                           "(default: ⌈T/8⌉ for lookahead, 1 for gradient)")
     p.add_argument("--max-pairs", type=int, metavar="N", help="--how pairs: train only N random pairs (above 10 tasks)")
     p.add_argument("--relation", help="--how learned: which learned matrix (default: the method's first)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",

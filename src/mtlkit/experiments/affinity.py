@@ -144,25 +144,11 @@ class _Probe:
         self.seconds += time.perf_counter() - t0
 
 
-def default_every(n_tasks: int, lookahead: bool, total_steps: int | None = None) -> int:
-    """Probe every step for the gradient affinity (about one backward pass). The lookahead's probe costs about T
-    forward passes of a batch (a training step about three): every ⌈T/4⌉ steps, so the probes cost about one more
-    training run, but at least ~50 probes over ``total_steps`` (more often when the run is short)."""
-    if not lookahead:
-        return 1
-    every = max(1, math.ceil(n_tasks / 4))
-    if total_steps is not None:
-        every = min(every, max(1, total_steps // 50))
-    return every
-
-
-def _total_steps(split: Split, entry: Any, hparams: dict[str, Any] | None) -> int:
-    """The joint run's optimisation steps if it does not stop early: epochs × ⌈largest task's rows / batch⌉."""
-    from mtlkit.methods.params import merge_hparams, method_defaults, method_params
-
-    hp = merge_hparams(method_defaults(entry), hparams, entry.name, method_params(entry))
-    rows = split.train.n_rows if split.train.shared else max(split.train.task_sizes)
-    return int(hp["epochs"]) * -(-int(rows) // max(1, min(int(hp["batch_size"]), int(rows))))
+def default_every(n_tasks: int, lookahead: bool) -> int:
+    """Probe every step for the gradient affinity (about one backward pass). The lookahead's probe costs about T/5
+    training steps (T forward passes of a batch, batched; a step is a forward and a backward pass): every ⌈T/8⌉ steps,
+    so the probes add about 1.6 training runs whatever T (every step up to T = 8, where they are cheap)."""
+    return max(1, math.ceil(n_tasks / 8)) if lookahead else 1
 
 
 def joint_affinity(split: Split, method: str = "hard-share", hparams: dict[str, Any] | None = None, seed: int = 0,
@@ -175,7 +161,7 @@ def joint_affinity(split: Split, method: str = "hard-share", hparams: dict[str, 
         raise MtlkitError(f"method {entry.name!r} is not trained by SGD: lookahead and gradient affinity need a joint "
                           "SGD run (use how='pairs' or 'learned')")
     T = split.train.n_tasks
-    every = default_every(T, lookahead, _total_steps(split, entry, hparams)) if every is None else int(every)
+    every = default_every(T, lookahead) if every is None else int(every)
     if chunk is None and T > 32:
         chunk = 16  # bound the vmapped forward's memory: 16 parameter copies at a time
     if every < 1:
