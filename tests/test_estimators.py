@@ -1,7 +1,8 @@
 """scikit-learn estimators (`mtlkit.estimators`): clone / get_params / set_params, fit-predict on the
 heterogeneous (``task=ids``) and shared-input (``Y`` [n, T], NaN = missing) forms, scores against
-scikit-learn's metrics, coefficients against an independent fit, a few scikit-learn estimator checks, and
-clear errors on bad input."""
+scikit-learn's metrics, coefficients against an independent fit, scikit-learn's estimator checks on every
+estimator (``parametrize_with_checks``, expected failures named per check with their reason), and clear errors on
+bad input."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 from sklearn.base import clone, is_classifier, is_regressor
 from sklearn.metrics import accuracy_score, r2_score
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from mtlkit.estimators import (
     AMTL,
@@ -148,16 +150,49 @@ def test_bad_input_raises_clear_errors():
         L21().predict(X)
 
 
-@pytest.mark.parametrize("est", [Lasso(max_iter=300), L21Classifier(max_iter=300)], ids=lambda e: type(e).__name__)
-def test_scikit_learn_estimator_checks(est):
-    """The whole of scikit-learn's ``check_estimator`` (single-task use: ``fit(X, y)`` with a 1-D y)."""
-    import warnings
+# ---------------------------------------------------------------------- scikit-learn's own checks, every estimator
+def _concrete_estimators() -> list[type]:
+    """Every estimator class `mtlkit.estimators` exports (the abstract bases excluded)."""
+    import mtlkit.estimators as mod
 
-    from sklearn.utils.estimator_checks import check_estimator
+    return [c for c in (getattr(mod, n) for n in mod.__all__)
+            if isinstance(c, type) and issubclass(c, mod.MultiTaskEstimator) and "_method" in vars(c)]
+
+
+def _fast(cls: type):
+    """``cls`` with small solver budgets, so ~55 checks x 12 estimators stay quick; go-mtl with k = 1 latent task,
+    because scikit-learn's checks fit data with 1 to 4 features and go-mtl refuses k above the feature count."""
+    params = cls().get_params()
+    fast = {"max_iter": 300, "iters": 5, "inner": 30, "k": 1, "epochs": 15, "lr": 0.03}
+    return cls(**{k: v for k, v in fast.items() if k in params})
+
+
+_FLOAT32 = ("predictions come from the float32 torch model, and a float32 matrix product of a reordered (or "
+            "sub-) batch differs in the last bit (~3e-8), above this check's rtol of 1e-7")
+EXPECTED_FAILED_CHECKS: dict[str, dict[str, str]] = {
+    "AMTL": {"check_methods_sample_order_invariance": _FLOAT32},
+    "AMTLClassifier": {"check_methods_sample_order_invariance": _FLOAT32},
+}
+"""Checks an estimator legitimately cannot pass, by class name, each with its reason (an estimator is otherwise
+held to every check). Seen on this machine: AMTL's network is float32 and its predictions move by one ulp when the
+rows are reordered; the other estimators' predictions are row-order exact."""
+
+
+def test_estimator_checks_cover_every_estimator():
+    names = {c.__name__ for c in _concrete_estimators()}
+    assert len(names) == 12 and set(EXPECTED_FAILED_CHECKS) <= names
+
+
+@parametrize_with_checks([_fast(c) for c in _concrete_estimators()],
+                         expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS.get(type(est).__name__, {}))
+def test_scikit_learn_estimator_checks(estimator, check):
+    """The whole of scikit-learn's ``check_estimator`` for every estimator (single-task use: ``fit(X, y)`` with a
+    1-D y; the multi-task forms are tested above)."""
+    import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        check_estimator(est)
+        check(estimator)
 
 
 _HAS_AMTFL_BASELINES = importlib.util.find_spec("mtlkit.methods.amtfl_baselines") is not None
