@@ -21,8 +21,9 @@ Combined methods: every combiner with hard-share, every combiner with one other 
 them, so the list covers a new method per new combiner), and the heavier base methods with pcgrad / mgda-ub.
 
 Measured: the whole file, ``time .venv/bin/pytest -q -p no:cacheprovider tests/test_method_contract.py`` on the
-shared 2-core machine (default torch threads; the tests run single-threaded through ``one_thread``), 30 methods
-and 2 combiners: MEASURED_TIME_PLACEHOLDER. The budget is 3 minutes.
+shared 2-core machine (default torch threads; the tests run single-threaded through ``one_thread``), 32 methods
+and 25 combiners (1,456 tests): 34 s wall, 32 s user CPU, at a load average of 3 from other work (2 min 50 s wall
+for 30 methods at a load average of 8.5, 42 s CPU). The budget is 3 minutes.
 """
 
 from __future__ import annotations
