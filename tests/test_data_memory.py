@@ -173,3 +173,111 @@ def test_standardised_store_takes_no_full_copy(monkeypatch: pytest.MonkeyPatch) 
         tracemalloc.stop()
     assert dd.x_rows.shape[0] == sum(len(R) for R in split.train.feature_rows()) + 1
     assert peak < 1.25 * store_bytes + 4 * 2**20, (peak, store_bytes)  # the store, its labels and a few blocks
+
+
+# ---------------------------------------------------------------------- sparse label input (shared input)
+def _shared_labels(rng: np.random.Generator, N: int = 150, T: int = 4, kind: str = "binary"):
+    X = rng.standard_normal((N, 6)).astype(np.float32)
+    Y = X[:, :T] @ rng.standard_normal((T, T)) + 0.3 * rng.standard_normal((N, T))
+    Y = (Y > 0).astype(float) + 1.0 if kind == "binary" else Y * 3 + 10  # binary labels {1, 2}
+    Y[rng.random(Y.shape) < 0.6] = np.nan
+    r, t = np.nonzero(~np.isnan(Y))
+    return X, Y, (r, t, Y[r, t])
+
+
+def _three_ways(X, Y, cells, rng, **kw):
+    import scipy.sparse as sp
+
+    dense = MultiTaskData.from_shared(X, Y, **kw)
+    perm = rng.permutation(len(cells[0]))  # cells in any order
+    coo = MultiTaskData.from_shared(X, cells=tuple(c[perm] for c in cells), names=dense.task_names, **kw)
+    csr = sp.csr_array((cells[2], (cells[0], cells[1])), shape=Y.shape)
+    scipy_ = MultiTaskData.from_shared(X, csr, unstored="missing", **kw)
+    return dense, coo, scipy_
+
+
+@pytest.mark.parametrize("kind", ["binary", "regression"])
+def test_label_cells_give_the_dense_labels_batches_and_runs(kind: str) -> None:
+    """COO triples and a scipy.sparse matrix of the labelled cells: the same data (kind, classes, values,
+    checksum), split, device stores (dense or sparse), batches and trained runs as the dense NaN-filled matrix."""
+    import mtlkit
+    from mtlkit.data import TaskBatchSampler
+    from mtlkit.data.shared_labels import LabelCells
+
+    rng = np.random.default_rng(7)
+    X, Y, cells = _shared_labels(rng, kind=kind)
+    kw = {} if kind == "binary" else {"kind": "regression"}
+    dense, *others = _three_ways(X, Y, cells, rng, **kw)
+    for d in others:
+        assert isinstance(d.y, LabelCells) and d.y.nnz == len(cells[0])
+        assert d.spec == dense.spec and d.task_sizes == dense.task_sizes and d.checksum() == dense.checksum()
+        assert np.array_equal(np.asarray(d.y), dense.y, equal_nan=True)
+        for t in range(d.n_tasks):
+            assert np.array_equal(d.task_labels(t), dense.task_labels(t))
+            assert np.array_equal(d.task_arrays(t)[0], dense.task_arrays(t)[0])
+        sd, so = dense.split(seed=3), d.split(seed=3)
+        for part in ("train", "val", "test"):
+            assert np.array_equal(sd.indices[part], so.indices[part])
+            assert so.part(part).checksum() == sd.part(part).checksum()
+        norm = Normalizer.fit(sd.train)
+        n2 = Normalizer.fit(so.train)
+        assert (norm.y_mean, norm.y_std) == (n2.y_mean, n2.y_std)
+        for how in ("dense", "sparse"):
+            a = to_device_data(norm.apply(sd.train), labels=how)
+            b = to_device_data(norm.apply(so.train), labels=how)
+            assert a.labels is not None and b.labels is not None
+            for k, v in a.labels.tensors().items():
+                assert torch.equal(v, b.labels.tensors()[k]), (how, k)
+            for ba, bb in zip(TaskBatchSampler(a, 16, seed=1), TaskBatchSampler(b, 16, seed=1), strict=True):
+                assert torch.equal(ba.x, bb.x) and torch.equal(ba.y, bb.y) and torch.equal(ba.mask, bb.mask)
+        ra = mtlkit.train("hard-share", sd, hparams={"epochs": 2}, seed=0, progress=False)
+        rb = mtlkit.train("hard-share", so, hparams={"epochs": 2}, seed=0, progress=False)
+        assert ra.history is not None and rb.history is not None
+        assert np.array_equal(np.asarray(ra.history.train_loss), np.asarray(rb.history.train_loss))
+        ea, eb = ra.evaluate("test"), rb.evaluate("test")
+        for m in ea.per_task:
+            assert np.array_equal(ea.per_task[m], eb.per_task[m], equal_nan=True), m
+
+
+def test_label_cells_errors_and_the_default_for_scipy_sparse() -> None:
+    import scipy.sparse as sp
+
+    from mtlkit.errors import DataError
+
+    X = np.zeros((5, 2))
+    with pytest.raises(DataError, match="given twice"):
+        MultiTaskData.from_shared(X, cells=(np.array([0, 0, 1]), np.array([1, 1, 0]), np.array([0.0, 1.0, 1.0])))
+    with pytest.raises(DataError, match="outside 0..4"):
+        MultiTaskData.from_shared(X, cells=(np.array([5]), np.array([0]), np.array([1.0])), kind="binary")
+    with pytest.raises(DataError, match="not both"):
+        MultiTaskData.from_shared(X, np.zeros((5, 1)), cells=(np.array([0]), np.array([0]), np.array([1.0])))
+    with pytest.raises(DataError, match="unstored"):
+        MultiTaskData.from_shared(X, np.zeros((5, 1)), unstored="nan")
+    # by default a scipy.sparse Y's unstored cells are labels 0 (scikit-learn's indicator matrices)
+    Ys = sp.csr_array(np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]))
+    d0 = MultiTaskData.from_shared(X, Ys, kind="binary")
+    assert d0.task_sizes == (5, 5) and isinstance(d0.y, np.ndarray)
+    d1 = MultiTaskData.from_shared(X, Ys, kind="binary", unstored="missing", validate=False)
+    assert d1.task_sizes == (2, 2)
+
+
+def test_label_cells_never_build_the_dense_matrix() -> None:
+    """100,000 rows x 500 tasks, 0.2 % labelled: the dense float64 matrix would be 400 MB; data, split and the
+    device stores stay within a few MB of host allocations (traced)."""
+    rng = np.random.default_rng(8)
+    N, T, nnz = 100_000, 500, 100_000
+    flat = rng.choice(N * T, nnz, replace=False)
+    r, t = flat // T, flat % T
+    X = rng.standard_normal((N, 4), dtype=np.float32)
+    tracemalloc.start()
+    try:
+        data = MultiTaskData.from_shared(X, cells=(r, t, (rng.random(nnz) < 0.5).astype(float)), kind="binary")
+        split = data.split(seed=0)
+        norm = Normalizer.fit(split.train)
+        dd = norm.apply(split.train).tensors()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert dd.labels is not None and dd.labels.sparse
+    assert int(dd.counts.sum()) == split.train.y.nnz  # type: ignore[union-attr]
+    assert peak < 40 * 2**20, peak  # X's float32 store (1 MB), cells (~2.4 MB each copy), masks [N]

@@ -31,6 +31,7 @@ from mtlkit.data.checks import (  # noqa: F401  (re-exported: the public names' 
     _check_finite,
     _check_labels,
     _check_two_classes,
+    _is_sparse,
     dense_cap,
     densify,
 )
@@ -43,6 +44,7 @@ from mtlkit.data.kinds import (  # noqa: F401  (re-exported)
     resolve_kind,
 )
 from mtlkit.data.rows import Rows, TaskRows
+from mtlkit.data.shared_labels import LabelCells
 from mtlkit.data.spec import KINDS, DataInfo, TaskSpec
 from mtlkit.errors import DataError
 
@@ -66,7 +68,7 @@ class MultiTaskData:
         xs: Sequence[np.ndarray | Rows] | None = None,
         ys: Sequence[np.ndarray] | None = None,
         x: np.ndarray | Rows | None = None,
-        y: np.ndarray | None = None,
+        y: np.ndarray | LabelCells | None = None,
         name: str = "custom",
         feature_names: Sequence[str] | None = None,
         transform: FeatureTransform | None = None,
@@ -168,19 +170,36 @@ class MultiTaskData:
     def from_shared(
         cls,
         X: Any,
-        Y: Any,
+        Y: Any = None,
         kind: str | None = None,
         names: Sequence[str] | None = None,
         n_classes: int | Sequence[int] | None = None,
         max_dense_bytes: int | None = None,
         labels: tuple[float, ...] | None = None,
+        unstored: str = "zero",
+        cells: tuple[Any, Any, Any] | None = None,
         **kwargs: Any,
     ) -> MultiTaskData:
         """Shared-input tasks: one ``X`` [N, ...] and ``Y[:, t]`` per task (``[N, T, p]`` for soft
         labels); NaN in ``Y`` is a missing label that contributes no loss and no metric.
 
         ``kind`` None infers it from ``Y`` as `from_tasks` does; ``X`` may be scipy.sparse (densified to
-        float32 under ``max_dense_bytes``)."""
+        float32 under ``max_dense_bytes``).
+
+        Mostly missing labels without a dense ``[N, T]`` matrix: ``Y`` scipy.sparse with ``unstored="missing"``
+        (its stored entries, explicit zeros included, are the labels; by default, ``"zero"``, unstored cells
+        are labels 0, as in scikit-learn's multi-label indicator matrices, and ``Y`` is densified), or
+        ``Y=None, cells=(rows, tasks, values)`` (COO triples; T is ``len(names)`` or the largest task + 1).
+        Either is held as its cells (`LabelCells`) and gives the same batches as the dense matrix."""
+        if unstored not in ("zero", "missing"):
+            raise DataError(f"unstored must be 'zero' or 'missing', got {unstored!r}")
+        if cells is not None or (unstored == "missing" and _is_sparse(Y)):
+            from mtlkit.data.shared_labels import from_cells
+
+            return from_cells(cls, X, Y, cells, kind=kind, names=names, n_classes=n_classes,
+                              max_dense_bytes=max_dense_bytes, labels=labels, **kwargs)
+        if Y is None:
+            raise DataError("no labels given: pass Y (or cells=(rows, tasks, values))")
         x = _as_float_array(X, "features", max_dense_bytes)
         y = _as_label_array(Y, "labels")
         if y.ndim == 1:
@@ -309,11 +328,15 @@ class MultiTaskData:
         """Labelled rows per task."""
         if self._xs is not None:
             return tuple(len(R) for R in self._xs)
+        if isinstance(self.y, LabelCells):
+            return tuple(int(c) for c in self.y.counts())
         return tuple(int(self.label_mask(t).sum()) for t in range(self.n_tasks))
 
     def label_mask(self, t: int) -> np.ndarray:
         """Shared layout: which rows carry a label for task t."""
         assert self.y is not None
+        if isinstance(self.y, LabelCells):
+            return self.y.mask(t)
         yt = self.y[:, t]
         return ~np.isnan(yt) if yt.ndim == 1 else ~np.isnan(yt).any(1)
 
@@ -322,6 +345,8 @@ class MultiTaskData:
         if self.ys is not None:
             return self.ys[t]
         assert self.y is not None
+        if isinstance(self.y, LabelCells):
+            return self.y.task_values(t)
         return self.y[self.label_mask(t), t]
 
     def task_arrays(self, t: int) -> tuple[np.ndarray, np.ndarray]:
@@ -330,8 +355,7 @@ class MultiTaskData:
             assert self.ys is not None
             return self._xs[t].array(), self.ys[t]
         assert self._x is not None and self.y is not None
-        m = self.label_mask(t)
-        return self._x.take(np.flatnonzero(m)).array(), self.y[m, t]
+        return self._x.take(np.flatnonzero(self.label_mask(t))).array(), self.task_labels(t)
 
     def info(self) -> DataInfo:
         return DataInfo(spec=self.spec, feature_shape=self.feature_shape, shared=self.shared,
@@ -346,7 +370,11 @@ class MultiTaskData:
         items: list[Rows | np.ndarray] = [*self.feature_rows(), *labels]
         for a in items:  # shapes too: moving a row from one task to the next changes the data
             h.update(repr(tuple(a.shape)).encode())
-            for _, block in (a.blocks() if isinstance(a, Rows) else [(0, a)]):
+            if isinstance(a, LabelCells):  # the dense NaN-filled matrix's bytes, a row block at a time
+                blocks: Any = ((0, a.dense(r0, r1)) for r0, r1 in a.row_blocks())
+            else:
+                blocks = a.blocks() if isinstance(a, Rows) else [(0, a)]
+            for _, block in blocks:
                 h.update(np.ascontiguousarray(block, dtype=np.float64).tobytes())
         return h.hexdigest()[:16]
 

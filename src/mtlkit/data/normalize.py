@@ -11,6 +11,7 @@ import numpy as np
 
 from mtlkit.data.multitask import MultiTaskData
 from mtlkit.data.rows import FlatReader, pairwise_sum, sequential_sum
+from mtlkit.data.shared_labels import LabelCells
 
 
 def _standardize(X: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
@@ -93,6 +94,8 @@ class Normalizer:
         if data.kind == "regression" and (self.y_mean != 0.0 or self.y_std != 1.0):
             if out.ys is not None:
                 out.ys = [self.y(y) for y in out.ys]
+            elif isinstance(out.y, LabelCells):
+                out.y = out.y.map_values(self.y)
             else:
                 out.y = self.y(out.y)
         return out

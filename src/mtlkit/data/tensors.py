@@ -25,6 +25,7 @@ import torch
 
 from mtlkit.data.multitask import MultiTaskData
 from mtlkit.data.rows import Rows
+from mtlkit.data.shared_labels import LabelCells
 
 #: Input elements one evaluation forward may gather: ``T x width x (row elements)`` (heterogeneous) or
 #: ``width x (row elements + T)`` (shared input) stays under it (8 MiB of float32), see `DeviceData.chunk_width`.
@@ -329,8 +330,31 @@ def to_device_data(data: MultiTaskData, device: Any = None, dtype: Any = None, l
                                      y_rows=torch.as_tensor(y, dtype=dtype, device=device))
     assert data.y is not None
     x_rows = torch.as_tensor(_stage(parts, len(parts[0]), host), dtype=dtype, device=device)
+    if isinstance(data.y, LabelCells):
+        return DeviceData.from_store(shared=True, counts=data.y.counts(), x_rows=x_rows,
+                                     labels=_cells_store(data.y, host, dtype, device, labels))
     return DeviceData.from_store(shared=True, counts=_label_counts(data.y),
                                  x_rows=x_rows, labels=_label_store(data.y, data.n_tasks, host, dtype, device, labels))
+
+
+def _sparse_wanted(how: str, nnz: int, cells: int) -> bool:
+    return how == "sparse" or (how == "auto" and cells >= SPARSE_MIN_CELLS and nnz <= SPARSE_MAX_DENSITY * cells)
+
+
+def _cells_store(Y: LabelCells, host: Any, dtype: Any, device: Any, how: str) -> DenseLabels | SparseLabels:
+    """The device store of labels held as cells: the same `SparseLabels` (or `DenseLabels`) that
+    `_label_store` builds from the dense matrix with NaN where they are missing."""
+    N, T = Y.shape
+    if _sparse_wanted(how, Y.nnz, N * T):
+        return SparseLabels(T, Y.indptr, torch.as_tensor(Y.task, device=device),
+                            torch.as_tensor(Y.value.astype(host), dtype=dtype, device=device))
+    y = np.zeros((N, T), dtype=host)
+    mask = np.zeros((N, T), dtype=bool)
+    rows = Y.cell_rows()
+    y[rows, Y.task] = Y.value
+    mask[rows, Y.task] = True
+    return DenseLabels(torch.as_tensor(np.moveaxis(y, 1, 0), dtype=dtype, device=device),
+                       torch.as_tensor(mask.T, device=device))
 
 
 def _stage(parts: list[Rows], n: int, host: Any) -> np.ndarray:
@@ -375,9 +399,8 @@ def _label_store(Y: np.ndarray, T: int, host: Any, dtype: Any, device: Any, how:
     for s, e in _row_blocks(Y):
         nnz_rows[s + 1:e + 1] = _present(Y[s:e]).sum(1)
     indptr = np.cumsum(nnz_rows)
-    nnz, cells = int(indptr[-1]), N * T
-    sparse = how == "sparse" or (how == "auto" and cells >= SPARSE_MIN_CELLS and nnz <= SPARSE_MAX_DENSITY * cells)
-    if not sparse:  # [N, T] in memory, seen as [T, N]: the layout (and so the reductions' order) as before
+    nnz = int(indptr[-1])
+    if not _sparse_wanted(how, nnz, N * T):  # [N, T] in memory, seen as [T, N]: the reductions' order as before
         y = np.empty((N, T, *tail), dtype=host)
         mask = np.empty((N, T), dtype=bool)
         for s, e in _row_blocks(Y):
