@@ -92,12 +92,12 @@ def cases(quick: bool) -> list[dict[str, Any]]:
     d.name = "srdml-synthetic-contradicting"
     out.append(dict(name="SRDML contradicting", data=d, truth=tr.base, truth_text="base w1 / w2 (twins opposite)",
                     learned="srdml", twins=tr.twin))
-    d, tr = amtfl_synthetic()
-    out.append(dict(name="AMTFL synthetic", data=d, truth=(~tr.easy).astype(np.int64),
+    d, amtfl_truth = amtfl_synthetic()
+    out.append(dict(name="AMTFL synthetic", data=d, truth=(~amtfl_truth.easy).astype(np.int64),
                     truth_text="easy (l1-l4) / hard (l3-l6)", learned="amtfl"))
-    d, tr = tomato_synthetic(n_per_task=300)
+    d, tomato_truth = tomato_synthetic(n_per_task=300)
     out.append(dict(name="TOMATO synthetic", data=d, truth=None, truth_text="none (task similarity)",
-                    learned="tomato-el", similarity=tomato_similarity(d, tr)))
+                    learned="tomato-el", similarity=tomato_similarity(d, tomato_truth)))
     return out
 
 
