@@ -296,12 +296,13 @@ def aligned_mtl_weights(M: np.ndarray, pref: np.ndarray | None = None, scale_mod
     return B @ pref
 
 
-def fair_weights(M: np.ndarray, alpha: float, iters: int = 200, tol: float = 1e-12) -> np.ndarray:
+def fair_weights(M: np.ndarray, alpha: float, iters: int = 200, tol: float = 1e-11) -> np.ndarray:
     """The α-fair allocation of FairGrad (Ban & Ji 2024, Eq. 4): ``w > 0`` with ``(G w)_t = w_t^{-1/α}``; α = 1 is
     Nash-MTL's bargaining solution (Navon et al. 2022: ``w_t (Gw)_t = 1``), α = 0 uniform weights.
 
     It is the minimiser of the strictly convex ``½wᵀGw − Σ_t h(w_t)`` (``h' = w^{-1/α}``), found by Newton's method
-    with backtracking (a T×T solve per iteration) until every ``w_t^{1/α}(Gw)_t`` is 1 to ``tol``. A task whose
+    with backtracking (a T×T solve per iteration) until every ``w_t^{1/α}(Gw)_t`` is 1 to ``tol`` (or, below 1e-9,
+    the steps are damped by rounding). A task whose
     gradient is zero gets weight 0 (no finite solution exists for it)."""
     T = M.shape[0]
     if alpha == 0:
@@ -323,7 +324,8 @@ def fair_weights(M: np.ndarray, alpha: float, iters: int = 200, tol: float = 1e-
     fx = value(x)
     for _ in range(iters):
         Ax = A @ x
-        if float(np.abs(x ** inv_a * Ax - 1.0).max()) <= tol:
+        res = float(np.abs(x ** inv_a * Ax - 1.0).max())
+        if res <= tol:
             break
         g = Ax - x ** (-inv_a)
         H = A + np.diag(inv_a * x ** (-inv_a - 1.0))
@@ -343,6 +345,8 @@ def fair_weights(M: np.ndarray, alpha: float, iters: int = 200, tol: float = 1e-
                 break
             s *= 0.5
         else:
+            break
+        if s < 1e-3 and res < 1e-9:  # damped steps at rounding level: no further progress
             break
         x, fx = x_new, f_new
     out[live] = x
