@@ -281,3 +281,20 @@ def test_label_cells_never_build_the_dense_matrix() -> None:
     assert dd.labels is not None and dd.labels.sparse
     assert int(dd.counts.sum()) == split.train.y.nnz  # type: ignore[union-attr]
     assert peak < 40 * 2**20, peak  # X's float32 store (1 MB), cells (~2.4 MB each copy), masks [N]
+
+
+def test_validation_of_rows_by_reference_reads_blocks_and_says_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Features held by reference are validated block by block, with the message of the whole array."""
+    from mtlkit.data.spec import TaskSpec
+    from mtlkit.errors import DataError
+
+    monkeypatch.setattr(rows, "BLOCK_ELEMENTS", 6)
+    base = np.arange(60.0).reshape(20, 3)
+    base[[7, 15], [1, 2]] = [np.nan, np.inf]
+    idx = np.arange(2, 20)
+    spec = TaskSpec("regression", ("a",), (1,))
+    with pytest.raises(DataError) as whole:
+        MultiTaskData(spec, xs=[base[idx]], ys=[np.zeros(18)], feature_names=["u", "v", "w"])
+    with pytest.raises(DataError) as blocks:
+        MultiTaskData(spec, xs=[Rows(base, idx)], ys=[np.zeros(18)], feature_names=["u", "v", "w"])
+    assert str(blocks.value) == str(whole.value) and "2 non-finite" in str(whole.value)

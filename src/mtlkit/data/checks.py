@@ -137,3 +137,23 @@ def _check_two_classes(y: np.ndarray, kind: str, name: str) -> None:
     if len(vals) == 1:
         raise DataError(f"task {name!r} has only one class: all its {len(y)} labels are {vals[0]:g}; a {kind} "
                         "task needs at least two classes (drop the task, or check its labels and the kind)")
+
+
+def _check_finite_rows(rows: Any, what: str, columns: Sequence[str] | None = None) -> None:
+    """`_check_finite` of `mtlkit.data.rows.Rows`, block by block (the same message: the count over all rows, the
+    first bad cell's row and column)."""
+    if rows.plain:
+        _check_finite(rows.base, what, columns=columns)
+        return
+    bad, first = 0, None
+    for s, block in rows.blocks():
+        n = int((~np.isfinite(block)).sum())
+        if n and first is None:
+            try:
+                _check_finite(block, what, rows=np.arange(s, s + len(block)), columns=columns)
+            except DataError as e:
+                first = e
+        bad += n
+    if first is not None:
+        msg = str(first)
+        raise DataError(f"{what} has {bad} non-finite value(s); " + msg[msg.index("; first: ") + 2:])

@@ -29,6 +29,7 @@ from mtlkit.data.checks import (  # noqa: F401  (re-exported: the public names' 
     _as_label_array,
     _check_dense_size,
     _check_finite,
+    _check_finite_rows,
     _check_labels,
     _check_two_classes,
     _is_sparse,
@@ -75,8 +76,11 @@ class MultiTaskData:
         predefined_splits: Sequence[tuple[Sequence[np.ndarray], Sequence[np.ndarray]]] | None = None,
         notes: Sequence[str] = (),
         validate: bool = True,
+        spill_dir: str | None = None,
     ) -> None:
         self.spec = spec
+        #: Where device stores built from these data are memory-mapped (None: in memory); set for streamed tables.
+        self.spill_dir = spill_dir
         self.name = name
         self.feature_names = list(feature_names) if feature_names is not None else None
         self.transform = transform
@@ -236,9 +240,12 @@ class MultiTaskData:
         features: Sequence[str] | None = None,
         kind: str | None = None,
         categorical: bool | Sequence[str] = False,
+        stream: bool | None = None,
+        spill_dir: str | Path | None = None,
         **kwargs: Any,
     ) -> MultiTaskData:
-        """Read a CSV or Parquet file with one row per example, a task column and a target column.
+        """Read a CSV or Parquet file (or a folder of Parquet files) with one row per example, a task column and
+        a target column.
 
         Features are all other columns (or ``features``), numeric unless ``categorical`` one-hot
         encodes the non-numeric ones (``True``) or the named ones. ``kind`` is inferred when omitted
@@ -246,7 +253,19 @@ class MultiTaskData:
         non-integers regression) with a note on the ``mtlkit.data`` logger and in ``notes``. Duplicate
         column names, blank cells (task, target, features), non-numeric or infinite values, an empty file
         or one with a header but no rows are `DataError`s naming the column and the data row (from 1).
+
+        ``stream`` (default: for a folder): read Parquet batch by batch into a memory-mapped feature file in
+        ``spill_dir`` (`mtlkit.data.streaming`), so data larger than memory train with the same batches;
+        ``stream=False`` reads a folder into memory (pandas).
         """
+        p = Path(path)
+        if stream is None:
+            stream = p.is_dir()
+        if stream:
+            from mtlkit.data.streaming import read_parquet_stream
+
+            return read_parquet_stream(cls, p, task=task, target=target, features=features, kind=kind,
+                                       categorical=categorical, spill=spill_dir, **kwargs)
         from mtlkit.data.table import read_table
 
         return read_table(cls, path, task=task, target=target, features=features, kind=kind,
@@ -275,7 +294,7 @@ class MultiTaskData:
                 elif R.shape[1:] != shape:
                     raise DataError(f"features of {nm} have shape {R.shape[1:]} per row, task "
                                     f"{spec.names[0]!r} has {shape}: all tasks need the same features")
-                _check_finite(R.array(), f"features of {nm}", columns=self.feature_names)
+                _check_finite_rows(R, f"features of {nm}", self.feature_names)
                 _check_labels(y, spec.kind, spec.n_classes[t], f"labels of {nm}")
         else:
             assert self._x is not None and self.y is not None
@@ -389,7 +408,7 @@ class MultiTaskData:
         """Rows by index: one index array per task (heterogeneous) or one row index array (shared). The
         features are not copied: the subset holds an index into these rows (`Rows.take`)."""
         common: dict[str, Any] = dict(name=self.name, feature_names=self.feature_names, notes=self.notes,
-                                      validate=False)
+                                      validate=False, spill_dir=self.spill_dir)
         if self._xs is not None:
             assert self.ys is not None
             idx = [np.asarray(i, dtype=np.int64) for i in indices]
@@ -402,7 +421,7 @@ class MultiTaskData:
 
     def with_features(self, fn: Any) -> MultiTaskData:
         """A copy whose features are ``fn(X)`` (a fitted transform), labels unchanged."""
-        common: dict[str, Any] = dict(name=self.name, notes=self.notes, validate=False)
+        common: dict[str, Any] = dict(name=self.name, notes=self.notes, validate=False, spill_dir=self.spill_dir)
         if self._xs is not None:
             return MultiTaskData(self.spec, xs=[fn(R.array()) for R in self._xs], ys=self.ys, **common)
         assert self._x is not None
@@ -412,7 +431,7 @@ class MultiTaskData:
         """Like `with_features` for a row-wise map that keeps each row's shape (standardisation), but computed
         when the rows are read (`Rows.map`): nothing is copied now."""
         common: dict[str, Any] = dict(name=self.name, feature_names=self.feature_names, notes=self.notes,
-                                      validate=False)
+                                      validate=False, spill_dir=self.spill_dir)
         if self._xs is not None:
             return MultiTaskData(self.spec, xs=[R.map(fn) for R in self._xs], ys=self.ys, **common)
         assert self._x is not None

@@ -46,12 +46,14 @@ def _read_frame(path: Path) -> Any:
 
     if not path.exists():
         raise DataError(f"no such file: {path}")
-    if path.is_dir():
-        raise DataError(f"{path} is a directory, not a .csv, .tsv or .parquet file")
     suffix = path.suffix.lower()
+    if path.is_dir():  # a Parquet data set (a folder of files), read whole (MultiTaskData.from_table streams it)
+        if not any(path.rglob("*.parquet")) and not any(path.rglob("*.pq")):
+            raise DataError(f"{path} is a directory without .parquet files, not a .csv, .tsv or .parquet file")
+        suffix = ".parquet"
+    elif suffix in (".parquet", ".pq") and path.stat().st_size == 0:
+        raise DataError(f"{path.name}: the file is empty")
     if suffix in (".parquet", ".pq"):
-        if path.stat().st_size == 0:
-            raise DataError(f"{path.name}: the file is empty")
         try:
             df = pd.read_parquet(path)
         except ImportError as e:

@@ -315,11 +315,13 @@ def to_device_data(data: MultiTaskData, device: Any = None, dtype: Any = None, l
     host = _host_dtype(dtype)
     label_tail = (data.spec.n_outputs,) if data.kind == "distribution" else ()
     parts = data.feature_rows()
+    # memory-mapped staging for streamed data on the CPU (a tensor over the file); another device copies anyway
+    spill = data.spill_dir if torch.device(device or "cpu").type == "cpu" else None
     if not data.shared:
         assert data.ys is not None
         counts = np.array([len(R) for R in parts], dtype=np.int64)
         n = int(counts.sum())
-        x = _stage(parts, n + 1, host)  # + the zero row padding positions read
+        x = _stage(parts, n + 1, host, spill)  # + the zero row padding positions read
         y = np.zeros((n + 1, *label_tail), dtype=host)
         o = 0
         for yt in data.ys:
@@ -329,7 +331,7 @@ def to_device_data(data: MultiTaskData, device: Any = None, dtype: Any = None, l
                                      x_rows=torch.as_tensor(x, dtype=dtype, device=device),
                                      y_rows=torch.as_tensor(y, dtype=dtype, device=device))
     assert data.y is not None
-    x_rows = torch.as_tensor(_stage(parts, len(parts[0]), host), dtype=dtype, device=device)
+    x_rows = torch.as_tensor(_stage(parts, len(parts[0]), host, spill), dtype=dtype, device=device)
     if isinstance(data.y, LabelCells):
         return DeviceData.from_store(shared=True, counts=data.y.counts(), x_rows=x_rows,
                                      labels=_cells_store(data.y, host, dtype, device, labels))
@@ -357,11 +359,18 @@ def _cells_store(Y: LabelCells, host: Any, dtype: Any, device: Any, how: str) ->
                        torch.as_tensor(mask.T, device=device))
 
 
-def _stage(parts: list[Rows], n: int, host: Any) -> np.ndarray:
+def _stage(parts: list[Rows], n: int, host: Any, spill: str | None = None) -> np.ndarray:
     """The rows of ``parts`` one after another in a new host array ``[n, ...]`` of dtype ``host`` (zeros past
     them), written block by block: rows held by reference (a split's part, standardised when read) are gathered
-    and mapped a block at a time, so nothing but the staging array grows with the data."""
-    x = np.empty((n, *parts[0].shape[1:]), dtype=host)
+    and mapped a block at a time, so nothing but the staging array grows with the data. ``spill``: a directory
+    where the array is a memory-mapped temporary file instead (data larger than memory, `streaming`)."""
+    shape = (n, *parts[0].shape[1:])
+    if spill is not None:
+        from mtlkit.data.streaming import spill_array
+
+        x = spill_array(shape, host, spill)
+    else:
+        x = np.empty(shape, dtype=host)
     o = 0
     for R in parts:
         for s, block in R.blocks():

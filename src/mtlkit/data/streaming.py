@@ -1,0 +1,160 @@
+"""Data larger than memory (issue 18): a Parquet data set (a folder of files, or one file) read once, batch by
+batch, with `pyarrow.dataset`, into a memory-mapped float64 feature file; the tasks' rows are indices into it.
+
+Everything downstream already reads features block by block (`mtlkit.data.rows.Rows`): `Normalizer.fit` streams
+them, a split's parts are index arrays, and `to_device_data` writes a part's standardised rows into a
+memory-mapped store (``MultiTaskData.spill_dir``) whose tensor the sampler gathers each `[T, B, ...]` batch from.
+So the process holds O(rows) numbers (labels, task ids, indices) and blocks, never the feature matrix: the
+pages of the mapped files are the kernel's cache, written back and dropped under memory pressure. The values,
+hence the batches and a training run, are those of the in-memory `read_table` on the same table (the same
+float64 features, the same row order within each task).
+
+Memory-mapped files are unlinked temporary files in ``spill_dir`` (default: the system's temporary directory,
+``$MTLKIT_SPILL_DIR`` to change it): their disk space returns when the arrays are collected.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mtlkit.errors import DataError
+
+#: Rows one Parquet batch read holds.
+BATCH_ROWS = 65536
+
+
+def spill_dir(path: str | Path | None = None) -> str:
+    """Where memory-mapped arrays go: ``path``, else ``$MTLKIT_SPILL_DIR``, else the temporary directory."""
+    d = str(path or os.environ.get("MTLKIT_SPILL_DIR") or tempfile.gettempdir())
+    if not os.path.isdir(d):
+        raise DataError(f"spill directory {d} does not exist")
+    return d
+
+
+def spill_array(shape: tuple[int, ...], dtype: Any, directory: str) -> np.ndarray:
+    """A zero-filled array of ``shape`` backed by an unlinked temporary file in ``directory`` (a shared, writable
+    memory map: its pages are the kernel's page cache, not the process's private memory)."""
+    if int(np.prod(shape)) == 0:
+        return np.zeros(shape, dtype=dtype)
+    with tempfile.TemporaryFile(dir=directory, prefix="mtlkit-") as f:
+        return np.memmap(f, dtype=dtype, mode="w+", shape=shape)
+
+
+def _text(values: np.ndarray) -> np.ndarray:
+    """Task ids as text, as pandas' ``astype(str)`` gives them for the in-memory reader."""
+    return np.asarray(values).astype(str)
+
+
+def read_parquet_stream(cls: Any, path: str | Path, task: str, target: str, features: Sequence[str] | None = None,
+                        kind: str | None = None, categorical: bool | Sequence[str] = False,
+                        spill: str | Path | None = None, **kwargs: Any) -> Any:
+    """`MultiTaskData.from_table(..., stream=True)` on a Parquet file or folder: one pass over the record batches
+    validates every cell (numeric, finite, no blanks; data rows counted from 1 across the files in the data set's
+    order), collects the task ids and targets, and writes the features to a memory-mapped float64 file."""
+    try:
+        import pyarrow as pa
+        import pyarrow.dataset as pads
+    except ImportError as e:
+        raise DataError("reading Parquet needs pyarrow: pip install 'mtlkit[parquet]'") from e
+    from mtlkit.data.kinds import resolve_kind
+    from mtlkit.data.multitask import _class_counts
+    from mtlkit.data.rows import Rows
+    from mtlkit.data.spec import TaskSpec
+    from mtlkit.data.table import _check_unique_columns
+
+    path = Path(path)
+    where = path.name
+    if not path.exists():
+        raise DataError(f"no such file or folder: {path}")
+    if categorical:
+        raise DataError("categorical columns cannot be one-hot encoded while streaming; encode them first (or read "
+                        "the table into memory: stream=False)")
+    if task == target:
+        raise DataError(f"the task and the target name the same column {task!r}")
+    try:
+        dset = pads.dataset(str(path), format="parquet")
+        schema = dset.schema
+    except Exception as e:  # pyarrow's errors for a damaged or foreign file: one line
+        raise DataError(f"cannot read {where} as Parquet: {str(e).splitlines()[0] if str(e) else e!r}") from e
+    cols = list(schema.names)
+    _check_unique_columns(cols, where)
+    missing = [c for c in (task, target, *(features or ())) if c not in cols]
+    if missing:
+        raise DataError(f"{where} has no column(s) {', '.join(map(repr, missing))}; its columns are {', '.join(cols)}")
+    feats = list(features) if features is not None else [c for c in cols if c not in (task, target)]
+    if features is not None:
+        _check_unique_columns(feats, "the feature list")
+        clash = [c for c in feats if c in (task, target)]
+        if clash:
+            raise DataError(f"the feature list names the {'task' if clash[0] == task else 'target'} column "
+                            f"{clash[0]!r}")
+    if not feats:
+        raise DataError(f"{where} has no feature columns besides {task!r} and {target!r}")
+    for c in [*feats, target]:
+        t = schema.field(c).type
+        if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
+            what = "target column" if c == target else "feature column"
+            raise DataError(f"{what} {c!r} of {where} is not numeric (Parquet type {t}); encode it first")
+    N = int(dset.count_rows())
+    if N == 0:
+        raise DataError(f"{where} has columns but no rows")
+    directory = spill_dir(spill)
+    X = spill_array((N, len(feats)), np.float64, directory)
+    y = np.empty(N)
+    codes = np.empty(N, dtype=np.int64)
+    ids: dict[str, int] = {}
+    o = 0
+    for batch in dset.to_batches(columns=[task, target, *feats], batch_size=BATCH_ROWS):
+        n = batch.num_rows
+        if n == 0:
+            continue
+        tcol = batch.column(0)
+        tv = tcol.to_numpy(zero_copy_only=False)
+        blank = np.asarray(tcol.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        if tv.dtype == object:
+            blank |= np.array([isinstance(v, str) and not v.strip() for v in tv], dtype=bool)
+        if blank.any():
+            raise DataError(f"the task column {task!r} of {where} has a blank cell in data row "
+                            f"{o + int(np.argmax(blank)) + 1}")
+        names, first, inv = np.unique(_text(tv), return_index=True, return_inverse=True)
+        local = np.empty(len(names), dtype=np.int64)
+        for i in np.argsort(first, kind="stable"):  # new tasks in order of first appearance
+            local[i] = ids.setdefault(str(names[i]), len(ids))
+        codes[o:o + n] = local[inv]
+        for j, c in enumerate([target, *feats]):
+            col = batch.column(1 + j)
+            nulls = np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+            what = "target column" if j == 0 else "feature column"
+            if nulls.any():
+                raise DataError(f"{what} {c!r} of {where} has a blank cell in data row {o + int(np.argmax(nulls)) + 1}")
+            v = np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
+            bad = ~np.isfinite(v)
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise DataError(f"{what} {c!r} of {where} holds {v[i]:g} in data row {o + i + 1}; values must be "
+                                "finite")
+            if j == 0:
+                y[o:o + n] = v
+            else:
+                X[o:o + n, j - 1] = v
+        o += n
+    kind, (y,), note, labels = resolve_kind(kind, [y], what=f"the target column {target!r}")
+    if note:
+        kwargs["notes"] = [*kwargs.get("notes", ()), note]
+    T = len(ids)
+    order = np.argsort(codes, kind="stable")  # each task's rows, in file order
+    starts = np.zeros(T + 1, dtype=np.int64)
+    np.cumsum(np.bincount(codes, minlength=T), out=starts[1:])
+    index = [order[starts[t]:starts[t + 1]] for t in range(T)]
+    ys = [y[i] for i in index]
+    spec = TaskSpec(kind, tuple(ids), _class_counts(kind, None, ys, T), labels)
+    kwargs.setdefault("name", path.stem)
+    data = cls(spec, xs=[Rows(X, i) for i in index], ys=ys, feature_names=[str(c) for c in feats],
+               spill_dir=directory, **kwargs)
+    return data.require_two_classes()
