@@ -50,6 +50,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.grad  # torch.nn.grad.conv2d_weight (imported by torch, but not declared to type checkers)
 from torch import nn
 
 from mtlkit.hparams import HParam
@@ -376,8 +377,8 @@ def _one_pass(losses: torch.Tensor, xs: list[torch.Tensor], c: torch.Tensor | No
     rule: list[str] = []
     for x in xs:
         lay = tape.layer_of.get(id(x))
-        calls = tape.calls[lay[0]] if lay is not None else []
-        if lay is not None and calls and lay[0] not in tape.bad and all(o._version == v for _, o, v in calls):
+        lay_calls = tape.calls[lay[0]] if lay is not None else []
+        if lay is not None and lay_calls and lay[0] not in tape.bad and all(o._version == v for _, o, v in lay_calls):
             rule.append("layer")
         elif id(x) in tape.views and all(v.shape[d] == T for v, d in tape.views[id(x)]):
             rule.append("view")
@@ -411,17 +412,17 @@ def _one_pass(losses: torch.Tensor, xs: list[torch.Tensor], c: torch.Tensor | No
         for i, (x, r) in enumerate(zip(xs, rule, strict=True)):
             if r == "layer":
                 m, name = tape.layer_of[id(x)]
-                kind, g = per_layer.get(m, {}).get(name, ("dense", None))
-                got[id(x)] = (g if g is not None else
+                kind, g_layer = per_layer.get(m, {}).get(name, ("dense", None))
+                got[id(x)] = (g_layer if g_layer is not None else
                               torch.zeros(T, x.numel(), dtype=losses.dtype, device=losses.device))
                 rule[i] = f"layer-{kind}"
         for x, g in zip(diag, grads[len(calls):len(calls) + len(diag)], strict=True):
             got[id(x)] = (g if g is not None else torch.zeros_like(x)).reshape(T, -1)
-        for (x, v, d), g in zip(views, grads[len(calls) + len(diag):], strict=True):
+        for (x, v, ax), g in zip(views, grads[len(calls) + len(diag):], strict=True):
             acc_v = got.get(id(x), torch.zeros(T, x.numel(), dtype=losses.dtype, device=losses.device))
             if g is not None:
                 with torch.no_grad():  # slice t of the broadcast tensor, summed back to the parameter's shape
-                    per = g.movedim(d, 0).sum_to_size((T, *([1] * (v.dim() - 1 - x.dim())), *x.shape))
+                    per = g.movedim(ax, 0).sum_to_size((T, *([1] * (v.dim() - 1 - x.dim())), *x.shape))
                     acc_v = acc_v + per.reshape(T, -1).to(losses.dtype)
             got[id(x)] = acc_v
     if left:
@@ -788,10 +789,10 @@ class MGDAUB:
         G.all_reduce(mean=True)
         with torch.no_grad():
             alpha = self._weights(G.gram(), losses)
-            delta = G.combine(w.sum() * alpha - w)
+            deltas = G.combine(w.sum() * alpha - w)
         self.last_weights = alpha
         total.backward()
-        _add_to_grads(params, delta)
+        _add_to_grads(params, deltas)
 
     def __repr__(self) -> str:
         return f"MGDAUB(normalization={self.normalization!r}, iters={self.iters})"
