@@ -47,7 +47,7 @@ def test_gates_are_distributions(E: int, static: bool) -> None:
     net = _net(E=E, k=3, static=static)
     z = torch.randn(7, 4, dtype=torch.float64)
     g = net.gates(z)
-    assert g.shape == (2, 7, E) and float(g.min()) >= 0
+    assert g.shape == (2, 7, E) and float(g.detach().min()) >= 0
     torch.testing.assert_close(g.sum(-1), torch.ones(2, 7, dtype=torch.float64))
     r = net.selectors(z)[0]
     h = selector_entropy(0.5)(net, ModelOutput(torch.zeros(1), {"selectors": r}), None)  # type: ignore[arg-type]
