@@ -61,7 +61,7 @@ def _images(ctx: Context, args: argparse.Namespace, st: dict[str, Any]
         sc[metric] = store_scores(ctx, EXP_IMG, data, res, metric, METRIC_SCALE[metric])
     names = dict(TABLE2_METHODS)
     out = ["## Images: CIFAR-MTL's construction on MNIST (Table 2, Table 4)", "",
-           f"Data `{data.name}`: {data.n_tasks} one-vs-rest tasks on {len(data.x)} shared images; "
+           f"Data `{data.name}`: {data.n_tasks} one-vs-rest tasks on {data.n_rows} shared images; "
            "the paper's numbers are CIFAR-MTL's (CIFAR-10, VGG-16), so compare orderings and differences, not "
            "levels.", "",
            f"### Table 2 analogue: test metrics (%), mean ± 95% CI over {n} splits; paper beside", ""]
@@ -80,7 +80,7 @@ def _images(ctx: Context, args: argparse.Namespace, st: dict[str, Any]
             "The paper's: " + " > ".join(f"`{m}`" for m in paper_order) + ".", ""]
     a_with, a_without = sc["accuracy"]["srdml"], abl.scores["srdml"]
     d4, ci4 = paired(a_with, a_without)
-    lam_w, lam_wo = res.hparams["srdml"][0].get("lam"), abl.hparams["srdml"][0].get("lam")
+    lam_w, lam_wo = res.hparams["srdml"][0]["lam"], abl.hparams["srdml"][0]["lam"]
     b_with, b_without = t4["learned"].scores["srdml"], t4["fixed"].scores["srdml"]
     e4, ce4 = paired(b_with, b_without)
 

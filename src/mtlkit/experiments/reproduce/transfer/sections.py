@@ -271,6 +271,7 @@ def _noise_section(ctx: Context, st: Settings, res: NoiseResult, csv_rows: list[
                      f"{res.shares[best]:g}" + (" (equal weights)." if best == j else "."))
         diag.append(line)
     if res.related_auc is not None and len(res.related_digits):
+        assert res.related_weights is not None  # set with related_auc
         rm = res.related_auc.mean(2)
         cells = [f"{name}: {_pm(rm[:, v])}" + ("" if v == 0 else f" (Δ {_spm(rm[:, v] - rm[:, 0])})")
                  for v, name in enumerate(res.variants)]

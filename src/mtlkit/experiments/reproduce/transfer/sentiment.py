@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -235,7 +236,7 @@ def sentiment_experiment(data: Any, st: Settings, ctx: Context | None = None, de
 
     dflt = [cached(ctx, f"sentiment-align-default-split{i}", {**base_key, "split": i, "align_hp": ALIGN_HP,
                                                                "hs": meth["hard-share"]["hparams"][i]},
-                   lambda i=i: compute_default(i)) for i in range(len(splits))]
+                   partial(compute_default, i)) for i in range(len(splits))]
     res.default = {k: np.asarray([d[k] for d in dflt], dtype=np.float64) for k in dflt[0]}
     # --- 4. transfer from SST (Fig. 5b), each fine-tuning variant with the same budget
     if st.transfer and TRANSFER_SOURCE in names:
@@ -252,6 +253,7 @@ def sentiment_experiment(data: Any, st: Settings, ctx: Context | None = None, de
             for tag, extra in (("protocol", {}), ("long", long)):
                 r = tuned_run(m, 0) if not extra else train_one(m, splits[0][1], {**meth[m]["hparams"][0], **extra},
                                                                  seed=SEED, device=device, progress=False)
+                assert r.history is not None  # trained here
                 out[f"{m}/{tag}"] = [len(r.history.val_loss), int(r.history.best_epoch),
                                      float(r.evaluate("test").mean["accuracy"])]
         return out
@@ -309,9 +311,13 @@ def _transfer(res: SentimentResult, data: Any, splits: Sequence[tuple[str, Any]]
     res.transfer_targets = [names[t] for t in targets]
     res.transfer_tuning = tun
     lr0 = float(tun[TRANSFER_VARIANTS[0]]["best_params"]["lr"])  # diagnosis: alignment at the no-R variant's lr
+
+    def matched(i: int) -> dict[str, Any]:
+        return {"acc": fine_tune(i, True, lr0, "test")}
+
     res.transfer_matched = np.asarray(
         [cached(ctx, f"transfer-matched-split{i}", {**key, "split": i, "lr": lr0},
-                lambda i=i: {"acc": fine_tune(i, True, lr0, "test")})["acc"] for i in range(len(splits))])
+                partial(matched, i))["acc"] for i in range(len(splits))])
 
 
 def level_check(split: Any, grid: Sequence[float] = LEVEL_GRID) -> list[list[str]]:

@@ -124,9 +124,9 @@ def _sentiment_section(ctx: Context, st: Settings, res: SentimentResult, csv_row
     ax = fig.add_subplot()
     for key, label, col in (("mt", "MTL (shared width r)", "C0"), ("st", "STL (every task width r)", "C1")):
         te = np.stack([c[key].mean(1) for c in res.cap])  # [splits, W]
-        m, c = _ci(te, axis=0)
-        ax.plot(W, m, marker="o", label=label, color=col)
-        ax.fill_between(W, m - c, m + c, alpha=0.2, color=col)
+        mean_te, ci_te = _ci(te, axis=0)
+        ax.plot(W, mean_te, marker="o", label=label, color=col)
+        ax.fill_between(W, mean_te - ci_te, mean_te + ci_te, alpha=0.2, color=col)
     ax.set_xscale("log")
     ax.set_xlabel("width r of the shared layer (capacity)")
     ax.set_ylabel("mean test accuracy over the 6 tasks (%)")

@@ -270,7 +270,7 @@ def embedding_transfer(source: Any, target: Any, align: bool = True, hparams: di
     dev = next(source.model.parameters()).device
     torch.manual_seed(seed)
     model = build_method(registry.get("hard-share"), info, hp).model.to(dev)
-    model.bottom.load_state_dict(source.model.bottom.state_dict())
+    model.get_submodule("bottom").load_state_dict(source.model.get_submodule("bottom").state_dict())
     al = _attach_embedding_alignment(model, info.n_tasks)
     for p in model.parameters():
         p.requires_grad_(True)

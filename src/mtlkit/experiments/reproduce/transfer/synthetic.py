@@ -127,13 +127,13 @@ def fig8_experiment(distances: Sequence[float] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4,
                 pred = predict_shared(Xvt.reshape(2 * P, 1, val_rows, d), B, a, c, act).reshape(P, 2, val_rows)
             else:
                 pred = predict_shared(Xvt, B, a, c, act)
-            pred = pred.numpy()
+            pred_np = pred.numpy()
             score = np.empty((P, 2))
             for p in range(P):  # reporting only
                 for k in range(2):
                     if task == "regression":
-                        score[p, k] = spearmanr(pred[p, k], yv[p][k]).statistic
+                        score[p, k] = spearmanr(pred_np[p, k], yv[p][k]).statistic
                     else:
-                        score[p, k] = 100.0 * np.mean((pred[p, k] > 0) == (yv[p][k] > 0.5))
+                        score[p, k] = 100.0 * np.mean((pred_np[p, k] > 0) == (yv[p][k] > 0.5))
             (mtl if name == "mtl" else stl)[si] = np.nan_to_num(score.mean(1), nan=0.0).reshape(Dn, repeats)
     return Fig8Result(dist, FIG8_SETTINGS, mtl, stl, rows)
