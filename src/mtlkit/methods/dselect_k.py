@@ -39,6 +39,8 @@ class DSelectKNet(MMoENet):
     """MMoE with DSelect-k gates (see the module docstring); ``forward`` also returns the selectors' expert
     distributions ``features["selectors"]`` ``[T, B or 1, k, E]`` for the entropy penalty."""
 
+    codes: torch.Tensor  # buffer, registered in __init__
+
     def __init__(self, info: DataInfo, hidden: list[int], head_hidden: list[int], activation: str, dropout: float,
                  n_experts: int, expert_dim: int, k: int, gamma: float, static: bool, backbone: str = "mlp",
                  channels: list[int] | None = None) -> None:
@@ -60,6 +62,7 @@ class DSelectKNet(MMoENet):
             self.selector_weights = TaskLinear(T, width, self.k)
             with torch.no_grad():  # logits start inside the smooth-step's transition band, as the paper's init
                 self.selector.weight.uniform_(-self.gamma / 2 / math.sqrt(width), self.gamma / 2 / math.sqrt(width))
+                assert self.selector.bias is not None  # a TaskLinear with a bias
                 self.selector.bias.uniform_(-self.gamma / 2, self.gamma / 2)
 
     def selectors(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
