@@ -97,6 +97,7 @@ class Normalizer:
             elif isinstance(out.y, LabelCells):
                 out.y = out.y.map_values(self.y)
             else:
+                assert out.y is not None  # shared input: no per-task ys
                 out.y = self.y(out.y)
         return out
 

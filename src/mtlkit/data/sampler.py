@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -55,13 +55,13 @@ class TaskBatchSampler:
 
     def state(self) -> dict[str, Any]:
         """The numpy bit generator's state (a JSON-able dict): taken before an epoch, it regenerates that epoch."""
-        return self.rng.bit_generator.state
+        return dict(self.rng.bit_generator.state)  # numpy's getter builds a new dict; typed Mapping in its stubs
 
     def set_state(self, state: dict[str, Any]) -> None:
         """Restore a state from `state` so that the next epoch draws exactly what it drew then (resuming)."""
         self.rng.bit_generator.state = state
 
-    def _task_streams(self) -> list[dict[str, Any]]:
+    def _task_streams(self) -> list[Mapping[str, Any]]:
         """Advance the generator through this epoch's draws (task by task, each task's ``ceil(B·steps / n_t)``
         permutations, as ever) and return each task's bit-generator state before its first draw, from which the
         task's rows are replayed block by block."""

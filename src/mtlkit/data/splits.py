@@ -96,9 +96,13 @@ def _finish(data: MultiTaskData, idx: dict[str, Any], seed: int | None, desc: st
     parts = {k: (data.subset(v) if v is not None else None) for k, v in idx.items()}
     fitted = None
     if data.transform is not None:
-        fitted = data.transform.fit(parts["train"])
+        train = parts["train"]
+        assert train is not None  # every split has training rows
+        fitted = data.transform.fit(train)
         parts = {k: (p.with_features(fitted.apply) if p is not None else None) for k, p in parts.items()}
-    return Split(train=parts["train"], val=parts["val"], test=parts["test"], indices=idx, seed=seed,
+    train = parts["train"]
+    assert train is not None
+    return Split(train=train, val=parts["val"], test=parts["test"], indices=idx, seed=seed,
                  description=desc, transform=fitted, source=data)
 
 
@@ -119,7 +123,7 @@ def random_split(data: MultiTaskData, test: float = 0.2, val: float = 0.2, seed:
                 if (part == "train" or len(r)) and not m[r].any():
                     raise DataError(f"task {nm!r} has {int(m.sum())} labelled rows: none fell in the {part} "
                                     f"part; too few to split with test={test}, val={val}")
-        idx = {"train": np.sort(tr), "val": np.sort(va) if val > 0 else None,
+        idx: dict[str, Any] = {"train": np.sort(tr), "val": np.sort(va) if val > 0 else None,
                "test": np.sort(te) if test > 0 else None}
         return _finish(data, idx, seed, f"random split, seed {seed}, test {test}, val {val} (by row)")
     trs, vas, tes = [], [], []
@@ -177,7 +181,7 @@ def indexed_split(
         parts = [p for p in (tr, va, te) if p is not None]
         if len(np.unique(np.concatenate(parts))) != sum(len(p) for p in parts):
             raise DataError("train, val and test indices overlap")
-        idx = {"train": np.sort(tr), "val": None if va is None else np.sort(va), "test": np.sort(te)}
+        idx: dict[str, Any] = {"train": np.sort(tr), "val": None if va is None else np.sort(va), "test": np.sort(te)}
         return _finish(data, idx, seed, "given index sets (by row)")
     T = data.n_tasks
     for nm, s in (("train", train), ("test", test), ("val", val)):

@@ -45,7 +45,11 @@ class PCA:
     def fit(self, train: MultiTaskData) -> FittedPCA:
         from sklearn.decomposition import PCA as SkPCA
 
-        xs = train.xs if train.xs is not None else [train.x]
+        xs = train.xs
+        if xs is None:  # shared input: one feature array
+            x = train.x
+            assert x is not None
+            xs = [x]
         rows = np.unique(np.concatenate([X.reshape(len(X), -1) for X in xs], axis=0).astype(np.float64, copy=False),
                          axis=0)  # float64 whatever the storage (float32 features are kept float32)
         if rows.shape[0] < self.n_components:
