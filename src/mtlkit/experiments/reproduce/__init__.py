@@ -18,6 +18,7 @@ REPRODUCTIONS: dict[str, str] = {
     "amtfl": "mtlkit.experiments.reproduce.amtfl",
     "srdml": "mtlkit.experiments.reproduce.srdml",
     "affinity": "mtlkit.experiments.reproduce.affinity",
+    "aggregators": "mtlkit.experiments.reproduce.aggregators",
     "claims": "mtlkit.experiments.reproduce.ledger",
     "all": "mtlkit.experiments.reproduce.everything",
 }
