@@ -191,6 +191,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bench-splits", type=int, default=3,
                    help="splits of the grouped vs all-in-one vs STL comparison on the planted mixture (0: skip)")
+    p.add_argument("--no-school", dest="school", action="store_false",
+                   help="skip the lookahead's cost at T = 139 on School (read from --data-dir / $MTLKIT_DATA)")
     p.add_argument("--quick", action="store_true", help="a smoke run (3+3 planted tasks, 3 epochs; numbers "
                                                         "meaningless)")
 
@@ -213,25 +215,55 @@ def run(args: argparse.Namespace, ctx: Context) -> list[Path]:
         rec = measure(case, hp, int(args.seed), args.every, ctx, cache)
         recs.append((case, rec))
         all_rows += scores(case, rec)
+    school = None if quick or not args.school else school_cost(hp, int(args.seed), ctx, cache, args.data_dir)
     bench = None
     if args.bench_splits > 0:
         from mtlkit.experiments.bench import run_bench
 
         case = recs[0][0]
         bench = run_bench(case["data"], ["stl", "hard-share"], n_splits=args.bench_splits, seed=int(args.seed),
-                          device=ctx.device, select=False, hparams=hp, progress=False, groups="auto",
-                          experiment="affinity-bench")
+                          device=ctx.device, store=ctx.store, select=False, hparams=hp, progress=False,
+                          groups="auto", experiment="affinity-bench", reuse=True)
     out = Path(ctx.out)
     out.mkdir(parents=True, exist_ok=True)
     csv = out / "affinity.csv"
     pd.DataFrame(all_rows).to_csv(csv, index=False, float_format="%.4g")
     md = out / "affinity.md"
-    md.write_text(_markdown(ctx, args, hp, recs, all_rows, bench))
+    md.write_text(_markdown(ctx, args, hp, recs, all_rows, bench, school))
     return [md, csv]
 
 
+def school_cost(hp: dict[str, Any], seed: int, ctx: Context, cache: Path, data_dir: Any) -> dict[str, Any]:
+    """The lookahead's cost at T = 139 (School, its first Argyriou split): one joint hard-share run probed every
+    ⌈T/8⌉ steps (the default), its time against the same run's probe-free time, and the auto grouping (cached)."""
+    from mtlkit import datasets
+    from mtlkit.errors import MtlkitError
+    from mtlkit.experiments.affinity import first_split, joint_affinity
+    from mtlkit.experiments.reproduce.protocol import read_record, write_record
+
+    try:
+        data = datasets.load("school", data_dir=data_dir)
+    except MtlkitError as e:
+        return {"error": str(e).splitlines()[0]}
+    ctx.record(data)
+    path = cache / f"school-cost-{data.checksum()}-{seed}-{hp['epochs']}.json"
+    rec = read_record(path, FORMAT)
+    if rec is not None:
+        return rec
+    from mtlkit.analysis.grouping import group_tasks
+
+    joint = joint_affinity(first_split(data, seed), "hard-share", hp, seed, lookahead=True, device=ctx.device,
+                           progress=False)
+    g = group_tasks(joint.affinity("lookahead"))
+    return write_record(path, {"format": FORMAT, "tasks": data.n_tasks, "every": joint.every,
+                               "steps_probed": joint.recorder.steps, "probe_seconds": joint.probe_seconds,
+                               "total_seconds": joint.total_seconds, "cost": joint.cost,
+                               "epochs_run": joint.details["epochs_run"], "groups": len(g.groups),
+                               "largest_group": max(len(x) for x in g.groups), "search": g.search})
+
+
 def _markdown(ctx: Context, args: argparse.Namespace, hp: dict[str, Any], recs: Sequence[tuple[dict, dict]],
-              rows: list[dict[str, Any]], bench: Any) -> str:
+              rows: list[dict[str, Any]], bench: Any, school: dict[str, Any] | None = None) -> str:
     from mtlkit.experiments.bench import leaderboard
 
     protocol = [
@@ -285,6 +317,17 @@ def _markdown(ctx: Context, args: argparse.Namespace, hp: dict[str, Any], recs: 
                               _fmt(rec["seconds"]["joint_probes"], ".1f"), _fmt(rec["joint"]["cost"]),
                               str(rec["seconds"]["pair_runs"]), _fmt(rec["seconds"]["pairs"], ".0f")]
                              for _, rec in recs])]
+    if school is not None:
+        out += ["", "### At T = 139: School", ""]
+        if "error" in school:
+            out.append(f"Not run: {school['error']}")
+        else:
+            out.append(f"One joint hard-share run on School's first Argyriou split ({school['epochs_run']} epochs "
+                       f"run), the lookahead probed every {school['every']} steps (the default ⌈T/8⌉): "
+                       f"{school['steps_probed']} probes took {school['probe_seconds']:.1f} s of a "
+                       f"{school['total_seconds']:.1f} s run, **{school['cost']:.2f}× one training run** (the same "
+                       f"run without probes), not T = {school['tasks']} runs. The auto grouping ({school['search']}) "
+                       f"found {school['groups']} groups, the largest of {school['largest_group']} tasks.")
     if bench is not None:
         out += ["", f"## Grouped vs all-in-one vs STL: {bench.dataset}", "",
                 f"`run_bench(..., groups='auto')` over {len(bench.splits)} splits, defaults ({hp['epochs']} epochs), "
