@@ -11,7 +11,7 @@ from pathlib import Path
 from mtlkit.experiments.reproduce.common import Context
 
 DESCRIPTION = "run every reproduction with its default protocol, then rebuild the claims ledger"
-PAPERS = ("tomato", "amtfl", "trace-norm", "transfer", "srdml", "aggregators")
+PAPERS = ("tomato", "amtfl", "trace-norm", "transfer", "srdml", "aggregators", "affinity")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
