@@ -263,3 +263,20 @@ def test_reproduction_scores_against_known_answers() -> None:
     assert rows["lookahead"]["rho_transfer"] == pytest.approx(1.0)
     assert rows["gradient"]["rho_transfer"] == pytest.approx(-1.0)
     assert rows["learned"]["ari_auto"] == 1.0  # a learned relation is centred before grouping: +5 everywhere is moot
+
+
+def test_reproduce_affinity_quick_writes_its_results(tmp_path: Path) -> None:
+    from mtlkit.cli import main
+
+    out = tmp_path / "q"
+    assert main(["reproduce", "affinity", "--quick", "--bench-splits", "1", "--no-school", "--out", str(out),
+                 "--quiet"]) == 0
+    md = (out / "affinity.md").read_text()
+    for part in ("Protocol:", "## Recovered groups", "## Cost of the joint run", "## Grouped vs all-in-one vs STL",
+                 "## Reading"):
+        assert part in md
+    import pandas as pd
+
+    table = pd.read_csv(out / "affinity.csv")
+    assert list(table["how"]) == ["lookahead", "gradient", "pairs", "learned"]
+    assert table["ari_k"].between(-1, 1).all()
