@@ -75,7 +75,7 @@ def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
 
 def loop_task_gradients(losses: torch.Tensor, xs: Sequence[torch.Tensor], c: torch.Tensor | None,
                         retain_graph: bool = True, create_graph: bool = False) -> list[torch.Tensor]:
-    """`mtlkit.optim.combiners._batched_vjp` by a per-task loop: one ``autograd.grad`` call per task."""
+    """`mtlkit.optim.per_task._batched_vjp` by a per-task loop: one ``autograd.grad`` call per task."""
     rows: list[list[torch.Tensor]] = [[] for _ in xs]
     for t in range(losses.shape[0]):
         lt = losses[t] if c is None else losses[t] * c[t]
@@ -100,14 +100,14 @@ def loop_saliency(model: Any, a: torch.Tensor, create_graph: bool = True) -> tor
 def per_task_loops() -> Iterator[None]:
     """Swap the batched per-task gradient routines for the loop versions while building and timing a method."""
     import mtlkit.methods.srdml as srdml
-    import mtlkit.optim.combiners as combiners
+    import mtlkit.optim.per_task as per_task  # where `_batched_vjp` is looked up
 
-    saved = combiners._batched_vjp, srdml.saliency
-    combiners._batched_vjp, srdml.saliency = loop_task_gradients, loop_saliency
+    saved = per_task._batched_vjp, srdml.saliency
+    per_task._batched_vjp, srdml.saliency = loop_task_gradients, loop_saliency
     try:
         yield
     finally:
-        combiners._batched_vjp, srdml.saliency = saved
+        per_task._batched_vjp, srdml.saliency = saved
 
 
 def needs_task_gradients(spec: str) -> bool:

@@ -19,6 +19,9 @@ import pytest
 import torch
 
 import mtlkit.optim.combiners as combiners
+import mtlkit.optim.mgda as mgda
+import mtlkit.optim.pcgrad as pcgrad
+import mtlkit.optim.per_task as per_task
 from mtlkit.data.spec import DataInfo, TaskSpec
 from mtlkit.data.tensors import Batch
 from mtlkit.methods import registry
@@ -235,8 +238,8 @@ def test_a_layer_called_on_foreign_rows_falls_back() -> None:
 def _old_path(monkeypatch: pytest.MonkeyPatch) -> None:
     """The code before issue 13: batched VJP always, the device PCGrad loop, the dense Frank-Wolfe loop."""
     monkeypatch.setattr(trainer, "row_separable", lambda parts: False)
-    monkeypatch.setattr(combiners, "pcgrad_coefficients", _pcgrad_coefficients_device)
-    monkeypatch.setattr(combiners, "min_norm_weights",
+    monkeypatch.setattr(pcgrad, "pcgrad_coefficients", _pcgrad_coefficients_device)
+    monkeypatch.setattr(mgda, "min_norm_weights",
                         lambda gram, iters=250, tol=1e-10: _min_norm_pairwise(gram.double(), iters, tol, 1)
                         .to(gram.dtype))
 
@@ -344,11 +347,11 @@ def test_shared_input_routes_agree_and_the_measured_choice_is_cached(monkeypatch
         monkeypatch.setenv("MTLKIT_TASK_GRADIENTS", route)
         torch.testing.assert_close(grads(), ref, rtol=1e-10, atol=1e-12)
     monkeypatch.setenv("MTLKIT_TASK_GRADIENTS", "auto")
-    monkeypatch.setattr(combiners, "_ROUTE", {})
+    monkeypatch.setattr(per_task, "_ROUTE", {})
     torch.testing.assert_close(grads(), ref, rtol=1e-10, atol=1e-12)
-    assert list(combiners._ROUTE.values()) in (["batched"], ["loop"])
+    assert list(per_task._ROUTE.values()) in (["batched"], ["loop"])
     torch.testing.assert_close(grads(), ref, rtol=1e-10, atol=1e-12)
-    assert len(combiners._ROUTE) == 1
+    assert len(per_task._ROUTE) == 1
     monkeypatch.setenv("MTLKIT_TASK_GRADIENTS", "fast")
     with pytest.raises(ValueError, match="MTLKIT_TASK_GRADIENTS"):
         grads()

@@ -25,7 +25,10 @@ import torch
 from torch import nn
 
 from mtlkit.hparams import HParam, Space
-from mtlkit.optim.combiners import CombinerSpec, TaskTape, _all_reduce, task_gradient_parts
+from mtlkit.optim.base import CombinerSpec
+from mtlkit.optim.gradients import _all_reduce
+from mtlkit.optim.per_task import task_gradient_parts
+from mtlkit.optim.tape import TaskTape
 
 
 class LossWeighting:
