@@ -28,12 +28,22 @@ Linux) and runs ``mtlkit.train(method, split, hparams={"epochs": E, "patience": 
 (first step, which draws the epoch's indices, + the rest at the mean step time + the validation pass) and the
 memory is the high-water mark of that span.
 
+``--parquet FOLDER``: data larger than memory. Writes a Parquet folder (``--rows`` x 100 float64 features,
+``--tasks`` tasks, 8 files) unless it exists, then runs ``mtlkit bench --data FOLDER`` (hard-share, one split,
+default hyper-parameters, ``--epochs``) in a subprocess whose private writable memory is capped with
+``RLIMIT_DATA`` (what ``prlimit --data`` sets: heap and anonymous maps; memory-mapped files are the kernel's page
+cache and do not count; ``RLIMIT_AS``/``ulimit -v`` would count the mapped files and torch's 2 GB of reserved
+address space) and reports the highest VmData, RssAnon and RssFile polled from /proc; ``--control`` runs the same
+command reading the folder into memory (it should fail under the cap). pyarrow's mimalloc pool reserves ~1 GB of
+address space, so the run sets ``ARROW_DEFAULT_MEMORY_POOL=system``.
+
 Not a timed test: on a shared machine the seconds move with the load (printed at the end). Run::
 
     python benchmarks/scale.py                                  # every case, hard-share and tomato-el
     python benchmarks/scale.py --cases issue-20000 --methods hard-share --epochs 2
     python benchmarks/scale.py --cases power-100,power-1000 --steps 100     # extrapolated epochs
     python benchmarks/scale.py --markdown                       # the table as Markdown
+    python benchmarks/scale.py --parquet /tmp/pq --cap-mb 800 --control --epochs 1    # a folder under a cap
 """
 
 from __future__ import annotations
@@ -256,6 +266,101 @@ def table(rows: list[dict], markdown: bool) -> str:
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in [head, *body])
 
 
+# ---------------------------------------------------------------------- a Parquet folder under a memory cap
+def write_parquet_folder(folder: Path, rows: int, tasks: int, files: int = 8, seed: int = 0) -> int:
+    """``rows`` rows of ``tasks`` balanced regression tasks (d = 100 float64 features, a ``task`` and a ``y``
+    column) shuffled over ``files`` Parquet files in ``folder``; returns the folder's size in bytes. Written file
+    by file, so the writer never holds more than one file's rows."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    w = rng.standard_normal((tasks, D)) * 0.3 + rng.standard_normal(D)
+    per = -(-rows // files)
+    for i in range(files):
+        n = min(per, rows - i * per)
+        t = rng.integers(0, tasks, n)
+        X = rng.standard_normal((n, D))
+        y = np.einsum("nd,nd->n", X, w[t]) + 0.3 * rng.standard_normal(n)
+        cols = {"task": pa.array([f"t{k}" for k in t]), "y": pa.array(y)}
+        cols.update({f"f{j}": pa.array(X[:, j]) for j in range(D)})
+        pq.write_table(pa.table(cols), folder / f"part-{i:03d}.parquet", row_group_size=16384)
+        del X, cols
+    return sum(f.stat().st_size for f in folder.glob("*.parquet"))
+
+
+def _watch(pid: int, peaks: dict, stop) -> None:
+    """Poll /proc/PID/status every 0.1 s for the highest VmData (what RLIMIT_DATA caps), RssAnon and RssFile."""
+    keys = {"VmData": "vmdata_mb", "RssAnon": "rss_anon_mb", "RssFile": "rss_file_mb", "VmHWM": "peak_rss_mb"}
+    while not stop.is_set():
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                k = line.split(":")[0]
+                if k in keys:
+                    peaks[keys[k]] = max(peaks.get(keys[k], 0.0), int(line.split()[1]) / 1024)
+        except OSError:
+            return
+        stop.wait(0.1)
+
+
+def run_capped(folder: Path, cap_mb: int, stream: bool, out: Path, threads: int, epochs: int) -> dict:
+    """`mtlkit bench --data FOLDER` (hard-share, 1 split, no selection) in a subprocess whose private writable
+    memory (heap, anonymous maps: RLIMIT_DATA, as `prlimit --data`) is capped at ``cap_mb``; ``stream=False``
+    reads the folder into memory instead (the control: it should not fit)."""
+    import threading
+
+    code = ("import sys; from mtlkit.cli import main; sys.exit(main(sys.argv[1:]))" if stream else
+            "import sys, mtlkit.data.multitask as m; f = m.MultiTaskData.from_table; "
+            "m.MultiTaskData.from_table = classmethod(lambda c, *a, **k: f.__func__(c, *a, stream=False, **k)); "
+            "from mtlkit.cli import main; sys.exit(main(sys.argv[1:]))")
+    cmd = [sys.executable, "-c", code, "bench", "--data", str(folder), "--task", "task", "--target", "y",
+           "--methods", "hard-share", "--splits", "1", "--no-select", "--set", f"epochs={epochs}", "--out", str(out),
+           "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "ARROW_DEFAULT_MEMORY_POOL": "system",
+           "MTLKIT_SPILL_DIR": str(out)}
+    out.mkdir(parents=True, exist_ok=True)
+    cap = cap_mb * 2**20
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_DATA, (cap, cap))
+
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, preexec_fn=limit, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peaks: dict = {}
+    stop = threading.Event()
+    th = threading.Thread(target=_watch, args=(proc.pid, peaks, stop), daemon=True)
+    th.start()
+    stdout, stderr = proc.communicate()
+    stop.set()
+    th.join()
+    tail = (stderr.strip().splitlines() or stdout.strip().splitlines() or ["?"])[-1]
+    return {"read": "streamed" if stream else "in memory", "cap_mb": cap_mb, "returncode": proc.returncode,
+            "seconds": time.perf_counter() - t0, **{k: round(v) for k, v in peaks.items()}, "last_line": tail[:200]}
+
+
+def parquet_main(args: argparse.Namespace) -> None:
+    folder = Path(args.parquet)
+    if not folder.exists() or not any(folder.glob("*.parquet")):
+        t0 = time.perf_counter()
+        size = write_parquet_folder(folder, args.rows, args.tasks)
+        print(f"wrote {folder}: {args.rows:,} rows, {args.tasks} tasks, {size / 2**20:,.0f} MB "
+              f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+    size = sum(f.stat().st_size for f in folder.glob("*.parquet"))
+    raw = args.rows * D * 8 / 2**20
+    rows = []
+    for stream in (True, False) if args.control else (True,):
+        r = run_capped(folder, args.cap_mb, stream, Path(args.out) / ("stream" if stream else "memory"), args.threads,
+                       args.epochs)
+        r.update(folder_mb=round(size / 2**20), features_mb=round(raw))
+        rows.append(r)
+        print(json.dumps(r), flush=True)
+    print(f"\nload average at the end {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cases", default=",".join(CASES))
@@ -268,7 +373,17 @@ def main() -> None:
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--json", help="also write the rows to this JSON file")
     ap.add_argument("--worker", nargs=2, metavar=("CASE", "METHOD"), help=argparse.SUPPRESS)
+    ap.add_argument("--parquet", metavar="FOLDER", help="instead: `mtlkit bench --data FOLDER` under a memory cap "
+                    "(the folder is written first when it holds no .parquet files)")
+    ap.add_argument("--rows", type=int, default=1_200_000, help="--parquet: rows to write (d = 100 float64)")
+    ap.add_argument("--tasks", type=int, default=20, help="--parquet: tasks to write")
+    ap.add_argument("--cap-mb", type=int, default=800, help="--parquet: RLIMIT_DATA of the bench process (MB)")
+    ap.add_argument("--control", action="store_true", help="--parquet: also read the folder into memory (should fail)")
+    ap.add_argument("--out", default="/tmp/mtlkit-scale-parquet", help="--parquet: bench results and spill files")
     args = ap.parse_args()
+    if args.parquet:
+        parquet_main(args)
+        return
     if args.worker:
         print(json.dumps(worker(args.worker[0], args.worker[1], args.epochs, args.threads, args.steps)))
         return

@@ -343,6 +343,18 @@ def test_chunk_width_keeps_the_single_chunk_for_balanced_data() -> None:
     assert _hetero(UNBALANCED).tensors().chunk_width() == max(UNBALANCED)  # small: one chunk
 
 
+def test_chunk_width_bounds_very_large_balanced_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past MAX_SINGLE_CHUNK elements even balanced tasks are chunked (evaluation memory stays bounded)."""
+    from mtlkit.data import tensors
+
+    rng = np.random.default_rng(0)
+    wide = EVAL_ELEMENTS // (3 * 600) + 1
+    balanced = MultiTaskData.from_tasks([rng.normal(size=(n, wide)) for n in (600, 500, 450)],
+                                        [rng.normal(size=n) for n in (600, 500, 450)]).tensors()
+    monkeypatch.setattr(tensors, "MAX_SINGLE_CHUNK", 3 * 600 * wide - 1)
+    assert 3 * balanced.chunk_width() * wide <= EVAL_ELEMENTS
+
+
 # ---------------------------------------------------------------------- shared input: sparse labels
 def _shared_batches(dd, B, seed, rank=0, world=1):
     return list(TaskBatchSampler(dd, B, seed=seed, rank=rank, world_size=world).epoch())

@@ -9,6 +9,9 @@ pages of the mapped files are the kernel's cache, written back and dropped under
 hence the batches and a training run, are those of the in-memory `read_table` on the same table (the same
 float64 features, the same row order within each task).
 
+Reading holds one Parquet row group's decoded columns at a time (a few times the row group's size: write data
+meant to stream with row groups of tens of MB, e.g. ``row_group_size=16384`` rows of 100 float64 features).
+
 Memory-mapped files are unlinked temporary files in ``spill_dir`` (default: the system's temporary directory,
 ``$MTLKIT_SPILL_DIR`` to change it): their disk space returns when the arrays are collected.
 """
@@ -110,7 +113,12 @@ def read_parquet_stream(cls: Any, path: str | Path, task: str, target: str, feat
     codes = np.empty(N, dtype=np.int64)
     ids: dict[str, int] = {}
     o = 0
-    for batch in dset.to_batches(columns=[task, target, *feats], batch_size=BATCH_ROWS):
+    # one batch and one file at a time, no prefetching threads, column chunks streamed (not pre-buffered):
+    # memory is bounded by a row group's decoded columns, not by pyarrow's read-ahead
+    scan = dict(batch_size=BATCH_ROWS, batch_readahead=0, fragment_readahead=0, use_threads=False,
+                fragment_scan_options=pads.ParquetFragmentScanOptions(pre_buffer=False, use_buffered_stream=True,
+                                                                      buffer_size=1 << 20))
+    for batch in dset.to_batches(columns=[task, target, *feats], **scan):
         n = batch.num_rows
         if n == 0:
             continue

@@ -32,6 +32,9 @@ from mtlkit.data.shared_labels import LabelCells
 EVAL_ELEMENTS = 1 << 21
 #: Widest evaluation chunk in positions (the chunk the padded implementation always used).
 MAX_CHUNK = 65536
+#: Most input elements a balanced part's single evaluation chunk may hold (64 MiB of float32): beyond it, balanced
+#: data are chunked like unbalanced ones, so evaluation memory stays bounded however large the data (streamed).
+MAX_SINGLE_CHUNK = 1 << 24
 #: Shared-input label matrices with at least this many cells are stored sparse when mostly missing.
 SPARSE_MIN_CELLS = 1 << 22
 #: ... and "mostly missing" means at most this fraction of the cells is labelled.
@@ -251,16 +254,17 @@ class DeviceData:
         """Positions per evaluation chunk (at least 1, at most ``limit``).
 
         Heterogeneous tasks: the whole padded width (the padded implementation's one chunk, so the same numbers)
-        when ``T x max_n`` rows hold at most ``max(max_elements, 2 x the rows held)`` elements: small data, or
-        tasks balanced enough that padding at most doubles them; otherwise as many positions as ``max_elements``
-        allows (unbalanced data: memory bounded whatever the largest task). Shared input: as many rows as
-        ``max_elements`` allows, counting each row's features and its T labels."""
+        when ``T x max_n`` rows hold at most ``max(max_elements, min(2 x the rows held, MAX_SINGLE_CHUNK))``
+        elements: small data, or tasks balanced enough that padding at most doubles them (up to 64 MiB of input);
+        otherwise as many positions as ``max_elements`` allows (unbalanced or very large data: memory bounded
+        whatever the data). Shared input: as many rows as ``max_elements`` allows, counting each row's features
+        and its T labels."""
         per_row = int(np.prod(self.feature_shape)) if self.feature_shape else 1
         N = max(1, self.n_rows)
         if self.shared:
             return max(1, min(limit, N, max_elements // (per_row + self.n_tasks)))
         T = max(1, self.n_tasks)
-        if T * N * per_row <= max(max_elements, 2 * self.n_total * per_row):
+        if T * N * per_row <= max(max_elements, min(2 * self.n_total * per_row, MAX_SINGLE_CHUNK)):
             return min(limit, N)
         return max(1, min(limit, N, max_elements // (T * per_row)))
 
