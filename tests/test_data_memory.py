@@ -82,6 +82,9 @@ def test_float32_features_are_kept_not_copied() -> None:
     Xs = [rng.standard_normal((n, 4), dtype=np.float32) for n in (10, 20)]
     data = MultiTaskData.from_tasks(Xs, [np.zeros(10), np.ones(20)], kind="regression")
     assert data.xs is not None and all(a is b for a, b in zip(data.xs, Xs, strict=True))
+    assert data.xs is data.xs  # arrays held as given: xs is a list, and assigning into it sticks
+    data.xs[0] = Xs[0].copy()
+    assert data.xs[0] is not Xs[0]
     ints = MultiTaskData.from_tasks([np.ones((3, 2), dtype=np.int64)], [np.zeros(3)], kind="regression")
     assert ints.xs is not None and ints.xs[0].dtype == np.float64
     # the same values as float64: the same identity, statistics and device store

@@ -102,13 +102,13 @@ class MultiTaskData:
         reference (a split's part, a standardised copy) are gathered when a task is read (`TaskRows`)."""
         if self._xs is None:
             return None
-        if all(r.plain for r in self._xs):
-            return [r.base for r in self._xs]
-        return TaskRows(self._xs)
+        if all(not isinstance(v, Rows) for v in self._xs):
+            return self._xs  # type: ignore[return-value]  (the list itself: assigning into it sticks, as ever)
+        return TaskRows([Rows.of(v) for v in self._xs])
 
     @xs.setter
     def xs(self, value: Sequence[np.ndarray | Rows] | None) -> None:
-        self._xs = None if value is None else [Rows.of(v) for v in value]
+        self._xs = None if value is None else [v.base if isinstance(v, Rows) and v.plain else v for v in value]
 
     @property
     def x(self) -> np.ndarray | None:
@@ -124,7 +124,7 @@ class MultiTaskData:
         """The features as `Rows`, one per task (heterogeneous) or one (shared input): read them block by block
         (`Rows.blocks`) to bound memory."""
         if self._xs is not None:
-            return list(self._xs)
+            return [Rows.of(v) for v in self._xs]
         assert self._x is not None
         return [self._x]
 
@@ -281,7 +281,7 @@ class MultiTaskData:
             if len(self._xs) != len(self.ys):
                 raise DataError(f"{len(self._xs)} feature arrays but {len(self.ys)} label arrays: one of each per task")
             shape = None
-            for t, (R, y) in enumerate(zip(self._xs, self.ys, strict=True)):
+            for t, (R, y) in enumerate(zip(self.feature_rows(), self.ys, strict=True)):
                 nm = f"task {spec.names[t]!r}"
                 if len(R.shape) < 2:
                     raise DataError(f"features of {nm} must be [rows, features...], got shape {R.shape}")
@@ -346,7 +346,7 @@ class MultiTaskData:
     def task_sizes(self) -> tuple[int, ...]:
         """Labelled rows per task."""
         if self._xs is not None:
-            return tuple(len(R) for R in self._xs)
+            return tuple(len(v) for v in self._xs)
         if isinstance(self.y, LabelCells):
             return tuple(int(c) for c in self.y.counts())
         return tuple(int(self.label_mask(t).sum()) for t in range(self.n_tasks))
@@ -372,7 +372,7 @@ class MultiTaskData:
         """Task t's labelled rows and labels (missing labels removed), whatever the layout."""
         if self._xs is not None:
             assert self.ys is not None
-            return self._xs[t].array(), self.ys[t]
+            return Rows.of(self._xs[t]).array(), self.ys[t]
         assert self._x is not None and self.y is not None
         return self._x.take(np.flatnonzero(self.label_mask(t))).array(), self.task_labels(t)
 
@@ -412,7 +412,7 @@ class MultiTaskData:
         if self._xs is not None:
             assert self.ys is not None
             idx = [np.asarray(i, dtype=np.int64) for i in indices]
-            xs = [R.take(i) for R, i in zip(self._xs, idx, strict=True)]
+            xs = [R.take(i) for R, i in zip(self.feature_rows(), idx, strict=True)]
             ys = [y[i] for y, i in zip(self.ys, idx, strict=True)]
             return MultiTaskData(self.spec, xs=xs, ys=ys, **common)
         assert self._x is not None and self.y is not None
@@ -423,7 +423,7 @@ class MultiTaskData:
         """A copy whose features are ``fn(X)`` (a fitted transform), labels unchanged."""
         common: dict[str, Any] = dict(name=self.name, notes=self.notes, validate=False, spill_dir=self.spill_dir)
         if self._xs is not None:
-            return MultiTaskData(self.spec, xs=[fn(R.array()) for R in self._xs], ys=self.ys, **common)
+            return MultiTaskData(self.spec, xs=[fn(R.array()) for R in self.feature_rows()], ys=self.ys, **common)
         assert self._x is not None
         return MultiTaskData(self.spec, x=fn(self._x.array()), y=self.y, **common)
 
@@ -433,7 +433,7 @@ class MultiTaskData:
         common: dict[str, Any] = dict(name=self.name, feature_names=self.feature_names, notes=self.notes,
                                       validate=False, spill_dir=self.spill_dir)
         if self._xs is not None:
-            return MultiTaskData(self.spec, xs=[R.map(fn) for R in self._xs], ys=self.ys, **common)
+            return MultiTaskData(self.spec, xs=[R.map(fn) for R in self.feature_rows()], ys=self.ys, **common)
         assert self._x is not None
         return MultiTaskData(self.spec, x=self._x.map(fn), y=self.y, **common)
 
