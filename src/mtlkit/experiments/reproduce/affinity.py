@@ -358,10 +358,19 @@ def _reading(rows: list[dict[str, Any]], recs: Sequence[tuple[dict, dict]], benc
         exact = [r["data"] for r in rs if r["ari_k"] >= 0.999]
         auto = [r["data"] for r in rs if r.get("ari_auto", 0) >= 0.999]
         rho = [r["rho_transfer"] for r in rows if r["how"] == how and np.isfinite(r["rho_transfer"])]
+        what = ("of its validation gain against the same runs' test gain (the noise floor of one seed's pair runs)"
+                if how == "pairs" else "with the measured test transfer")
         out.append(f"- **{how}**: planted groups recovered exactly with the true number of groups on "
                    f"{len(exact)} of {len(rs)} data sets ({', '.join(exact) or 'none'}), with the number chosen "
-                   f"by the grouping on {len(auto)} ({', '.join(auto) or 'none'}); Spearman ρ with the measured test "
-                   f"transfer from {_fmt(min(rho) if rho else None)} to {_fmt(max(rho) if rho else None)}.")
+                   f"by the grouping on {len(auto)} ({', '.join(auto) or 'none'}); Spearman ρ {what} from "
+                   f"{_fmt(min(rho) if rho else None)} to {_fmt(max(rho) if rho else None)}.")
+    twin = [r for r in rows if "twins_negative" in r]
+    if twin:
+        out.append("- SRDML contradicting twins (opposite weights) flagged by a negative affinity: "
+                   + ", ".join(f"{r['how']} {r['twins_negative']} of 6" for r in twin) + ".")
+    spent = sum(rec["seconds"][k] for _, rec in recs for k in ("joint", "learned", "pairs"))
+    out.append(f"- The measurements (joint, learned and pair runs) took {spent / 60:.1f} min in all, summed from "
+               "their cache (a call that finds them cached only re-runs the grouped comparisons).")
     costs = [rec["joint"]["cost"] for _, rec in recs]
     out.append(f"- The joint run with a lookahead probe at every step cost {_fmt(min(costs))}–{_fmt(max(costs))}× a "
                f"plain training run here (T = {', '.join(sorted({str(len(r['tasks'])) for _, r in recs}))}); pairs "
@@ -370,10 +379,12 @@ def _reading(rows: list[dict[str, Any]], recs: Sequence[tuple[dict, dict]], benc
         lb = {r.method: r for r in leaderboard_rows(bench)}
         g, a = lb.get("hard-share@groups"), lb.get("hard-share")
         if g is not None and a is not None:
+            within = np.isfinite(g.ci) and np.isfinite(a.ci) and abs(g.mean - a.mean) < max(g.ci, a.ci)
             out.append(f"- Grouped hard-share vs all-in-one on {bench.dataset}: test {bench.metric} "
                        f"{g.mean:.3f} ± {_fmt(g.ci, '.3f')} vs {a.mean:.3f} ± {_fmt(a.ci, '.3f')} "
                        f"({'lower' if bench.lower_is_better else 'higher'} is better; Δ vs STL "
-                       f"{_fmt(g.improvement)} % vs {_fmt(a.improvement)} %).")
+                       f"{_fmt(g.improvement)} % vs {_fmt(a.improvement)} %)"
+                       + (": the difference lies within the 95 % CIs, no evidence either way." if within else "."))
     return out
 
 
