@@ -99,7 +99,7 @@ METHODS = [
     "stl", "single", "hard-share", "stl-linear", "hard-share-align", "amtfl", "deep-amtfl", "nn", "mt-nn", "go-mtl",
     "amtl", "deep-amtl", "ple", "cgc", "lasso", "l21", "rmtl", "srdml", "pcgrad", "mgda-ub", "tomato-el", "tomato-ex",
     "inter-task-l2", "cross-stitch", "mmoe", "dselect-k", "mrn", "dmtrl-tucker", "trace-norm-laf",
-    "trace-norm-tucker", "trace-norm-tt", "stl-cnn", "mtan",
+    "trace-norm-tucker", "trace-norm-tt", "stl-cnn", "mtan", "ltb",
 ]
 COMPOSED = ["srdml+pcgrad", "tomato-el+mgda-ub", "hard-share+mgda-ub"]
 CLOSED_FORM_LIKE = ["stl-linear", "lasso", "l21", "rmtl", "go-mtl", "amtl"]
@@ -164,6 +164,7 @@ def test_regularisers_can_be_switched_off_when_tuning(name):
             assert s.off == 0.0, f"{name}: the space of {k} does not include switching it off (0)"
     expected = {"stl": [], "single": [], "hard-share": [], "cross-stitch": [], "mmoe": [], "ple": [], "cgc": [],
                 "dselect-k": [], "pcgrad": [], "mgda-ub": [], "hard-share-align": [], "stl-cnn": [], "mtan": [],
+                "ltb": [],
                 "stl-linear": ["alpha", "C"],
                 "lasso": ["lam"], "l21": ["lam"], "rmtl": ["lam_l", "lam_s"], "go-mtl": ["mu", "lam"],
                 "amtl": ["mu", "lam"], "nn": ["lam"], "mt-nn": ["mu", "lam"], "srdml": ["lam"],
