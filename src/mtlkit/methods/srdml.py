@@ -19,9 +19,9 @@ Objective (Eq. 4): ``Σ_t w_t L_t + λ Σ_{i<j} (ω_ij / Σ_{i<j} ω_ij) · dist
 Decisions where the paper is silent: the distance is averaged over the batch's samples (``reduction="mean"``; the
 authors' code sums, ``reduction="sum"``, which ties λ to the batch size); with heterogeneous inputs (each task its
 own rows) the saliencies of all heads are compared on the pooled labelled rows of the batch — at most
-``saliency_rows`` of them (32, the default batch size), drawn at random each step, so the pass costs O(T²·m), not O(T³·B) (the paper assumes
-one input shared by all tasks and says nothing of this case; a uniform row sample keeps the penalty unbiased, where
-comparing per-task mean saliencies would change what is measured); tasks must have one
+``saliency_rows`` of them (32, the default batch size), drawn at random each step, so the pass costs O(T²·m), not
+O(T³·B) (the paper assumes one input shared by all tasks and says nothing of this case; a uniform row sample keeps
+the penalty unbiased, where comparing per-task mean saliencies would change what is measured); tasks must have one
 output (regression or binary: the head's logit is the score whose saliency is taken). ``learn_omega=False`` keeps
 ω = 1 (Table 4's "without ω" ablation). ``warm_start=True`` follows the authors' two phases: hard-share is trained
 first with the same hyper-parameters (their ``pretrain.py``) and SRDML starts from its bottom and heads.
