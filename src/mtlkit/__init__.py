@@ -33,15 +33,19 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "Run": ("mtlkit.train.run", "Run"),
     "load": ("mtlkit.train.run", "load"),
     "train": ("mtlkit.train.run", "train"),
+    "affinity": ("mtlkit.experiments.affinity", "affinity"),
+    "group_tasks": ("mtlkit.analysis.grouping", "group_tasks"),
 }
 
 __all__ = ["DataError", "Evaluation", "MtlkitError", "MultiTaskData", "Run", "Split", "TaskSpec",
-           "UnknownNameError", "__version__", "datasets", "load", "methods", "train"]
+           "UnknownNameError", "__version__", "affinity", "datasets", "group_tasks", "load", "methods", "train"]
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time these come from __getattr__
     from mtlkit import datasets, methods
+    from mtlkit.analysis.grouping import group_tasks
     from mtlkit.data import MultiTaskData, Split, TaskSpec
     from mtlkit.errors import DataError, MtlkitError, UnknownNameError
+    from mtlkit.experiments.affinity import affinity
     from mtlkit.train import Evaluation, Run, load, train
 
 
