@@ -17,7 +17,7 @@ import sys
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from mtlkit._version import __version__
 
 # public name -> (module, attribute in it; None: the module itself)
 _LAZY: dict[str, tuple[str, str | None]] = {
@@ -42,10 +42,8 @@ __all__ = ["DataError", "Evaluation", "MtlkitError", "MultiTaskData", "Run", "Sp
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time these come from __getattr__
     from mtlkit import datasets, methods
-    from mtlkit.analysis.grouping import group_tasks
     from mtlkit.data import MultiTaskData, Split, TaskSpec
     from mtlkit.errors import DataError, MtlkitError, UnknownNameError
-    from mtlkit.experiments.affinity import affinity
     from mtlkit.train import Evaluation, Run, load, train
 
 

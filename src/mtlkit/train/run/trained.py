@@ -49,7 +49,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def versions() -> dict[str, str]:
-    from mtlkit import __version__
+    from mtlkit._version import __version__
 
     return {"mtlkit": __version__, "torch": torch.__version__, "numpy": np.__version__,
             "python": platform.python_version()}
