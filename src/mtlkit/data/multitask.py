@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import numpy as np
 
@@ -53,6 +53,11 @@ if TYPE_CHECKING:
     from mtlkit.data.splits import Split
     from mtlkit.data.tensors import DeviceData
     from mtlkit.data.transforms import FeatureTransform
+
+
+def _all_arrays(values: list[np.ndarray | Rows]) -> TypeGuard[list[np.ndarray]]:
+    """True when no entry is held by reference (every one a plain array)."""
+    return all(not isinstance(v, Rows) for v in values)
 
 
 class MultiTaskData:
@@ -102,8 +107,8 @@ class MultiTaskData:
         reference (a split's part, a standardised copy) are gathered when a task is read (`TaskRows`)."""
         if self._xs is None:
             return None
-        if all(not isinstance(v, Rows) for v in self._xs):
-            return self._xs  # type: ignore[return-value]  (the list itself: assigning into it sticks, as ever)
+        if _all_arrays(self._xs):
+            return self._xs  # the list itself: assigning into it sticks, as ever
         return TaskRows([Rows.of(v) for v in self._xs])
 
     @xs.setter
@@ -214,11 +219,11 @@ class MultiTaskData:
             log.info(note)
             kwargs["notes"] = [*kwargs.get("notes", ()), note]
         elif y.ndim == 2 and y.shape[1] > 0 and (kind is None or kind == "binary"):
-            kind, cols, note, mapped = resolve_kind(kind, [y[:, t] for t in range(y.shape[1])])
+            kind, cols, kind_note, mapped = resolve_kind(kind, [y[:, t] for t in range(y.shape[1])])
             labels = labels or mapped
             y = np.stack(cols, axis=1)
-            if note:
-                kwargs["notes"] = [*kwargs.get("notes", ()), note]
+            if kind_note:
+                kwargs["notes"] = [*kwargs.get("notes", ()), kind_note]
         kind = kind or "binary"  # malformed labels: the shape errors below say what is wrong
         if kind == "distribution" and y.ndim != 3:
             raise DataError(f"shared distribution labels must be [N, T, classes], got shape {y.shape}")

@@ -287,14 +287,14 @@ class DeviceData:
     @property
     def y(self) -> torch.Tensor:
         """Padded ``y`` [T, max_n(, P)] or the shared ``[T, N(, P)]`` (built on access unless held dense)."""
-        if self.shared and self.labels is not None and not self.labels.sparse:
+        if self.shared and isinstance(self.labels, DenseLabels):
             return self.labels.y
         return self.full().y
 
     @property
     def mask(self) -> torch.Tensor:
         """``[T, max_n]`` / ``[T, N]``: True where a position holds a labelled row (built on access)."""
-        if self.shared and self.labels is not None and not self.labels.sparse:
+        if self.shared and isinstance(self.labels, DenseLabels):
             return self.labels.mask
         return self.full().mask
 
