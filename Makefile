@@ -1,6 +1,6 @@
 # Two entry points that work on a fresh machine; each makes its own virtual environment in .venv.
 #   make run   - install and run `mtlkit bench` on the embedded digits data
-#   make test  - install (with test tools) and run ruff, the import layers check and the test suite
+#   make test  - install (with test tools) and run ruff, the import layers check, mypy and the test suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
@@ -23,9 +23,11 @@ run: install
 	$(BIN)/mtlkit bench
 
 # lint-imports checks the layers contract in pyproject.toml ([tool.importlinter]): no import runs back up.
+# mypy type-checks the package with mypy.ini's settings (untyped third-party packages taken as Any).
 lint: install
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/lint-imports
+	$(BIN)/mypy src
 
 test: install lint
 	$(BIN)/python -m pytest -q
