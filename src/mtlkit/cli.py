@@ -33,6 +33,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from mtlkit._optional import require
     from mtlkit.experiments.bench import IMPROVEMENT_DEFINITION, edge_text, leaderboard, run_bench, write_results
     from mtlkit.experiments.store import ResultsStore
+    from mtlkit.experiments.tables import mean_ci_text
 
     tuning = [f for f, v in (("--time-budget", args.time_budget), ("--widen", args.widen),
                              ("--tune-on", args.tune_on)) if v]
@@ -61,10 +62,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for col in cols:
         table.add_column(col, justify="left" if col in ("method", "at edge") else "right")
     for r in sorted(leaderboard(res), key=lambda r: r.mean if res.lower_is_better else -r.mean):
-        ci = "n/a" if r.ci != r.ci else f"{r.ci:.3f}"
         extra = [str(res.tuning[r.method].n_trials) if r.method in res.tuning else "–", edge_text(res, r.method)] \
             if res.tuning else []
-        table.add_row(r.method, f"{r.mean:.3f} ± {ci}",
+        table.add_row(r.method, mean_ci_text(r.mean, r.ci, 3),
                       "–" if r.improvement is None else f"{r.improvement:+.2f}",
                       "–" if r.hurt is None else f"{r.hurt}/{data.n_tasks}", f"{r.seconds:.1f}", *extra)
     console.print(table)

@@ -133,7 +133,8 @@ def _finish(sw: Any, storage: str, args: argparse.Namespace, study: str | None =
     print(f"{len(res.trials)} trial(s), {failed} failed; best: trial {res.best.number} "
                   f"(val {spec.metric} {res.best.value:.4f}): "
                   + (", ".join(f"{k}={v}" for k, v in res.hparams.items()) or "the defaults"))
-    ci = "n/a" if res.test_ci != res.test_ci else f"{res.test_ci:.4f}"
-    print(f"test {spec.metric}: {res.test_mean:.4f} ± {ci} (95% CI over {len(res.test)} splits)")
+    from mtlkit.experiments.tables import mean_ci_text
+
+    print(f"test {spec.metric}: {mean_ci_text(res.test_mean, res.test_ci, 4)} (95% CI over {len(res.test)} splits)")
     print(f"report: {res.report}; runs in {Path(args.out) / 'results.sqlite'} (experiment 'sweep')")
     return 0
