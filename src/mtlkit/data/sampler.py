@@ -89,11 +89,12 @@ class TaskBatchSampler:
         n_max = int(counts.max()) if T else 0
         ar, buf = np.arange(n_max, dtype=np.int64), np.empty(n_max, dtype=np.int64)
         K = max(1, min(S, BLOCK_INDICES // max(1, T * B)))
+        row_buf = np.empty(K * B, dtype=np.int64)
         for s0 in range(0, S, K):
             k = min(K, S - s0)
-            out = np.empty((T, k * B), dtype=np.int64)
+            out = np.empty((k, T, B), dtype=np.int64)  # laid out as the steps read it: each step's [T, B] contiguous
             for t, n in enumerate(counts):
-                n, row, have = int(n), out[t], left[t]
+                n, row, have = int(n), row_buf[:k * B], left[t]
                 pos = min(len(have), k * B)
                 row[:pos], rest = have[:pos], have[pos:]
                 while pos < k * B:  # ceil((kB - unused) / n) fresh permutations, as drawn before
@@ -104,7 +105,8 @@ class TaskBatchSampler:
                     row[pos:pos + m], rest = perm[:m], perm[m:]
                     pos += m
                 left[t] = rest.copy()  # rest may view the shared buffer
-            yield out.reshape(T, k, B).transpose(1, 0, 2)
+                out[:, t, :] = row.reshape(k, B)
+            yield out
 
     def _epoch_indices(self) -> np.ndarray:
         """The whole epoch's indices ``[S, T, B]`` at once (tests; training goes block by block)."""
