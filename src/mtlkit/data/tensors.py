@@ -319,8 +319,9 @@ def to_device_data(data: MultiTaskData, device: Any = None, dtype: Any = None, l
     host = _host_dtype(dtype)
     label_tail = (data.spec.n_outputs,) if data.kind == "distribution" else ()
     parts = data.feature_rows()
-    # memory-mapped staging for streamed data on the CPU (a tensor over the file); another device copies anyway
-    spill = data.spill_dir if torch.device(device or "cpu").type == "cpu" else None
+    # streamed data stage into a memory-mapped file: on the CPU the store is a tensor over it, another device copies
+    # the part from it (the host never holds the part in its own memory)
+    spill = data.spill_dir
     if not data.shared:
         assert data.ys is not None
         counts = np.array([len(R) for R in parts], dtype=np.int64)
