@@ -270,11 +270,12 @@ def affinity_figure(aff: Affinity, groups: Sequence[Sequence[int]] | None = None
     from mtlkit.analysis.plots import relation_matrix_figure
 
     order = [t for g in groups for t in g] if groups else list(range(aff.n_tasks))
-    m = aff.matrix[np.ix_(order, order)]
+    # the diagonal (a task's effect on itself, often far larger) is grey, so the colours span what grouping reads
+    m = aff.off_diagonal()[np.ix_(order, order)]
     names = [aff.task_names[t] for t in order]
     label = {"lookahead": "Z", "pairs": "gain"}.get(aff.how, "cos" if aff.normalize == "cosine" else "")
-    fig = relation_matrix_figure(m, names, names, title or f"{aff.label} affinity (row: source, column: target)",
-                                 value_label=label)
+    fig = relation_matrix_figure(m, names, names, title or f"{aff.label} affinity (row: source, column: target; self "
+                                 "grey)", value_label=label)
     ax = fig.axes[0]
     if groups and len(groups) > 1:
         edge = np.cumsum([len(g) for g in groups])[:-1] - 0.5

@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     summary.to_csv(args.out / f"{stem}-tasks.csv", float_format="%.6g")
     files.append(args.out / f"{stem}-tasks.csv")
     fig = affinity_figure(aff, grouping.groups, f"{data.name}: {aff.label} affinity with {args.method} "
-                                                "(row: source, column: target)")
+                                                "(row: source, column: target; self grey)")
     files += save_figure(fig, args.out / stem)
     d = aff.details
     print(f"{data.name}: {data.n_tasks} tasks, {aff.label} affinity measured with {args.method}")
