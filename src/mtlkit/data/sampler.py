@@ -24,7 +24,8 @@ class TaskBatchSampler:
     once (then replayed per task in blocks of steps, so they never take ``T x B·steps`` memory) and each block
     moves to the device in one transfer: the steps themselves never synchronise. Each step gathers
     its ``[T, B, ...]`` batch from the unpadded rows of `DeviceData` with one index (task ``t``'s row ``i`` is
-    row ``offsets[t] + i`` of the store), so memory follows the rows held, not T x the largest task.
+    row ``offsets[t] + i`` of the store), so memory follows the rows held, not T x the largest task (on the CPU
+    the gather reads and standardises the source's rows, `SourceRows`: no copy of the data is held).
 
     Data-parallel training: every rank draws the same global batch from the same seed and keeps rows
     ``rank, rank + world_size, ...`` of it, so the ranks' rows together are exactly the single-process
@@ -131,7 +132,7 @@ class TaskBatchSampler:
                 sl = slice(s * self.batch_size, (s + 1) * self.batch_size)
                 rows = perm[sl][self.rank::self.world_size]
                 y, mask = d.labels.gather(rows, host[sl][self.rank::self.world_size])
-                yield Batch(x=d.x_rows[rows], y=y, mask=mask, shared=True)
+                yield Batch(x=d.gather_x(rows), y=y, mask=mask, shared=True)
             return
         assert d.y_rows is not None
         first = d.offsets[:-1][None, :, None]
@@ -145,7 +146,7 @@ class TaskBatchSampler:
                 T, B = idx.shape[1:]
                 for i in range(max(0, start - s0), k):
                     rows = idx[i].reshape(-1)
-                    yield Batch(x=d.x_rows.index_select(0, rows).view(T, B, *d.feature_shape),
+                    yield Batch(x=d.gather_x(rows).view(T, B, *d.feature_shape),
                                 y=d.y_rows.index_select(0, rows).view(T, B, *d.y_rows.shape[1:]),
                                 mask=torch.ones((T, B), dtype=torch.bool, device=dev), shared=False)
             s0 += k

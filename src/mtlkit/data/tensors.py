@@ -12,6 +12,10 @@ Batches are gathered from these rows with one index per step, so they are exactl
 ``[T, max_n, ...]`` layout that the library used before (issue 18): the same values, the same shapes. The
 padded layout itself is still available as ``DeviceData.x / .y / .mask`` (built on access, for closed-form
 solvers and analysis code), but training, validation and evaluation never build it.
+
+On the CPU the feature rows are not even copied: `SourceRows` reads each gather from the source arrays (through a
+split's index) and standardises the gathered rows there, with the ops and casts the stored copy was made with, so
+the host holds the raw data once (another device keeps its copy: that memory is the device's).
 """
 
 from __future__ import annotations
@@ -41,6 +45,9 @@ SPARSE_MIN_CELLS = 1 << 22
 SPARSE_MAX_DENSITY = 0.25
 #: Host rows converted at a time when building a shared-input label store (bounds the temporaries).
 _BLOCK_CELLS = 1 << 22
+#: CPU stores read their features from the source rows per gather (`SourceRows`) instead of holding a standardised
+#: copy; False restores the copy (the same bits either way: tests compare the two).
+READ_FROM_SOURCE = True
 
 
 @dataclass
@@ -131,6 +138,93 @@ class SparseLabels:
         return {"indptr": self.indptr, "task": self.task, "y": self.y}
 
 
+class SourceRows:
+    """A CPU part's feature store read from its source (issue 18): row ``i`` is ``fn(base[index[i]])`` of the
+    part's `Rows`, cast as `to_device_data` casts its staged copy, computed per gather; the heterogeneous
+    store's extra last row is zeros. No standardised copy of the rows is held, only the source and its index;
+    each gather computes exactly the ops (and dtype casts) the stored copy was made with, so it gives the same
+    bits."""
+
+    def __init__(self, parts: list[Rows], pad: bool, host: Any, dtype: Any) -> None:
+        self.parts = parts
+        self.fn = parts[0].fn
+        self.host, self.dtype, self.pad = host, dtype, pad
+        self.starts = np.concatenate([[0], np.cumsum([len(p) for p in parts])]).astype(np.int64)
+        self.n_data = int(self.starts[-1])
+        self.feature_shape = tuple(parts[0].shape[1:])
+        self.raw_dtype = parts[0].base.dtype
+        self.base = parts[0].base if all(p.base is parts[0].base for p in parts) else None
+        self.index: np.ndarray | None = None  # one index into a single base (None: the rows are the base's)
+        if self.base is not None and not (len(parts) == 1 and parts[0].index is None):
+            self.index = np.concatenate([np.arange(len(p), dtype=np.int64) if p.index is None else p.index
+                                         for p in parts])
+        self._bases = [p.base for p in parts]
+        self._indices = [p.index for p in parts]
+        self._starts = [int(s) for s in self.starts]
+
+    @staticmethod
+    def eligible(parts: list[Rows]) -> bool:
+        """Plain in-memory numeric arrays (not memory-mapped), one dtype and one map for every part."""
+        if not parts:
+            return False
+        first = parts[0]
+        return all(type(p.base) is np.ndarray and p.base.dtype == first.base.dtype and p.fn is first.fn
+                   and p.base.dtype.kind in "fiu" for p in parts)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.n_data + int(self.pad), *self.feature_shape)
+
+    @property
+    def nbytes_held(self) -> int:
+        """Bytes this store adds to its source: the index arrays."""
+        if self.base is not None:
+            return 0 if self.index is None else int(self.index.nbytes)
+        return sum(0 if i is None else int(i.nbytes) for i in self._indices)
+
+    def rows(self, rows: np.ndarray) -> np.ndarray:
+        """Rows ``rows`` [M] (int64) of the store on the host, as ``host`` dtype ``[M, ...]``."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        pad = rows >= self.n_data if self.pad else None
+        if self.base is not None:
+            r = np.where(pad, 0, rows) if pad is not None and self.n_data else rows
+            if pad is not None and not self.n_data:
+                raw = np.zeros((len(rows), *self.feature_shape), dtype=self.raw_dtype)
+            else:
+                raw = self.base[r if self.index is None else self.index[r]]
+        else:  # a base per task: one gather per run of rows of the same task
+            raw = np.empty((len(rows), *self.feature_shape), dtype=self.raw_dtype)
+            pid = np.searchsorted(self.starts, rows, side="right") - 1
+            cuts = [0, *(np.flatnonzero(np.diff(pid)) + 1).tolist(), len(rows)]
+            n_parts = len(self.parts)
+            for a, b in zip(cuts[:-1], cuts[1:], strict=False):
+                if a == b:
+                    continue
+                p = int(pid[a])
+                if p >= n_parts:
+                    raw[a:b] = 0
+                    continue
+                local = rows[a:b] - self._starts[p]
+                idx = self._indices[p]
+                raw[a:b] = self._bases[p][local if idx is None else idx[local]]
+        out = raw if self.fn is None else self.fn(raw)
+        out = np.asarray(out, dtype=self.host)  # the staging array's cast
+        if pad is not None and pad.any():
+            out[pad] = 0  # ``raw`` was gathered (a new array), so this never writes into the source
+        return out
+
+    def gather(self, rows: torch.Tensor) -> torch.Tensor:
+        """Rows ``rows`` [M] of the store as a ``[M, ...]`` tensor of ``dtype``."""
+        return torch.as_tensor(self.rows(rows.numpy()), dtype=self.dtype)
+
+    def span(self, start: int, stop: int) -> torch.Tensor:
+        return torch.as_tensor(self.rows(np.arange(start, stop, dtype=np.int64)), dtype=self.dtype)
+
+    def materialize(self) -> torch.Tensor:
+        """The whole store as one tensor (built now, what `to_device_data` held before)."""
+        return self.span(0, self.shape[0])
+
+
 class DeviceData:
     """A data part on a device, stored without padding (see the module's docstring).
 
@@ -157,24 +251,44 @@ class DeviceData:
         y_rows = torch.cat([y.reshape(-1, *y.shape[2:])[sel], y.new_zeros((1, *y.shape[2:]))])
         self._init(shared=False, counts=mask.sum(1).cpu().numpy().astype(np.int64), x_rows=x_rows, y_rows=y_rows)
 
-    def _init(self, *, shared: bool, counts: np.ndarray, x_rows: torch.Tensor, y_rows: torch.Tensor | None = None,
-              labels: DenseLabels | SparseLabels | None = None) -> None:
+    def _init(self, *, shared: bool, counts: np.ndarray, x_rows: torch.Tensor | SourceRows,
+              y_rows: torch.Tensor | None = None, labels: DenseLabels | SparseLabels | None = None) -> None:
         self.shared = shared
         self.counts = counts
-        self.x_rows, self.y_rows, self.labels = x_rows, y_rows, labels
-        dev = x_rows.device
+        self._x, self.y_rows, self.labels = x_rows, y_rows, labels
+        dev = x_rows.device if isinstance(x_rows, torch.Tensor) else torch.device("cpu")
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self._offsets = torch.as_tensor(self.offsets[:-1], device=dev)
         self._counts = torch.as_tensor(counts, dtype=torch.int64, device=dev)
 
     @classmethod
-    def from_store(cls, *, shared: bool, counts: np.ndarray, x_rows: torch.Tensor, y_rows: torch.Tensor | None = None,
-                   labels: DenseLabels | SparseLabels | None = None) -> DeviceData:
+    def from_store(cls, *, shared: bool, counts: np.ndarray, x_rows: torch.Tensor | SourceRows,
+                   y_rows: torch.Tensor | None = None, labels: DenseLabels | SparseLabels | None = None) -> DeviceData:
         """From the unpadded store itself (``x_rows`` with its trailing zero row when heterogeneous)."""
         self = cls.__new__(cls)
         self._init(shared=shared, counts=np.asarray(counts, dtype=np.int64), x_rows=x_rows, y_rows=y_rows,
                    labels=labels)
         return self
+
+    # ------------------------------------------------------------------ the feature rows
+    @property
+    def x_rows(self) -> torch.Tensor:
+        """The feature store ``[N_total + 1, ...]`` / ``[N, ...]`` as a tensor: the one held, or, for a CPU part
+        read from its source (`SourceRows`), built on access."""
+        return self._x if isinstance(self._x, torch.Tensor) else self._x.materialize()
+
+    @property
+    def from_source(self) -> bool:
+        """True when the features are read from the source on each gather (no copy held, `SourceRows`)."""
+        return not isinstance(self._x, torch.Tensor)
+
+    def gather_x(self, rows: torch.Tensor) -> torch.Tensor:
+        """Feature rows ``rows`` [M] of the store: ``[M, ...]`` (what every batch and evaluation chunk reads)."""
+        return self._x.index_select(0, rows) if isinstance(self._x, torch.Tensor) else self._x.gather(rows)
+
+    def span_x(self, start: int, stop: int) -> torch.Tensor:
+        """Feature rows ``start:stop`` of the store."""
+        return self._x[start:stop] if isinstance(self._x, torch.Tensor) else self._x.span(start, stop)
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -185,21 +299,21 @@ class DeviceData:
     def n_rows(self) -> int:
         """Width of the padded layout: the largest task (heterogeneous) or N (shared input)."""
         if self.shared:
-            return int(self.x_rows.shape[0])
+            return int(self._x.shape[0])
         return int(self.counts.max()) if len(self.counts) else 0
 
     @property
     def n_total(self) -> int:
         """Rows held: all tasks' rows (heterogeneous) or N (shared input)."""
-        return int(self.offsets[-1]) if not self.shared else int(self.x_rows.shape[0])
+        return int(self.offsets[-1]) if not self.shared else int(self._x.shape[0])
 
     @property
     def device(self) -> torch.device:
-        return self.x_rows.device
+        return self._x.device if isinstance(self._x, torch.Tensor) else torch.device("cpu")
 
     @property
     def feature_shape(self) -> tuple[int, ...]:
-        return tuple(self.x_rows.shape[1:])
+        return tuple(self._x.shape[1:])
 
     def _label_tail(self) -> tuple[int, ...]:
         """The labels' trailing shape: ``(P,)`` for soft labels, else ``()``."""
@@ -220,8 +334,13 @@ class DeviceData:
         return [self.n_tasks, self.n_rows] + list(self._label_tail())
 
     def storage(self) -> dict[str, torch.Tensor]:
-        """Every tensor this part holds on its device, by name."""
-        out = {"x_rows": self.x_rows, "offsets": self._offsets, "counts": self._counts}
+        """Every tensor this part holds on its device, by name (features read from the source: their index)."""
+        out = {"offsets": self._offsets, "counts": self._counts}
+        if isinstance(self._x, torch.Tensor):
+            out["x_rows"] = self._x
+        else:
+            held = [self._x.index] if self._x.base is not None else self._x._indices
+            out.update({f"x_index.{i}": torch.from_numpy(a) for i, a in enumerate(held) if a is not None})
         if self.y_rows is not None:
             out["y_rows"] = self.y_rows
         if self.labels is not None:
@@ -239,14 +358,14 @@ class DeviceData:
         if self.shared:
             assert self.labels is not None
             y, mask = self.labels.span(start, stop)
-            return Batch(x=self.x_rows[start:stop], y=y, mask=mask, shared=True)
+            return Batch(x=self.span_x(start, stop), y=y, mask=mask, shared=True)
         assert self.y_rows is not None
         pos = torch.arange(start, stop, device=self.device)
         mask = pos[None, :] < self._counts[:, None]  # [T, C]
         rows = torch.where(mask, self._offsets[:, None] + pos[None, :], self.n_total)  # padding: the zero row
         flat = rows.reshape(-1)
         T, C = mask.shape
-        x = self.x_rows.index_select(0, flat).view(T, C, *self.feature_shape)
+        x = self.gather_x(flat).view(T, C, *self.feature_shape)
         y = self.y_rows.index_select(0, flat).view(T, C, *self._label_tail())
         return Batch(x=x, y=y, mask=mask, shared=False)
 
@@ -312,7 +431,11 @@ def to_device_data(data: MultiTaskData, device: Any = None, dtype: Any = None, l
 
     ``labels`` (shared input): ``"dense"`` keeps the ``[T, N]`` label matrix, ``"sparse"`` only its labelled
     cells, ``"auto"`` sparse when the matrix has at least `SPARSE_MIN_CELLS` cells of which at most
-    `SPARSE_MAX_DENSITY` are labelled. Batches are the same either way."""
+    `SPARSE_MAX_DENSITY` are labelled. Batches are the same either way.
+
+    On the CPU, in-memory features are not copied: the store reads them from the source rows on each gather and
+    standardises the gathered rows there (`SourceRows`: the same bits as a stored copy). Another device (CUDA)
+    holds a copy, since its memory is the device's, not the host's; streamed data stage into a memory-mapped file."""
     if labels not in ("auto", "dense", "sparse"):
         raise ValueError(f"labels must be 'auto', 'dense' or 'sparse', got {labels!r}")
     dtype = dtype or torch.float32
@@ -322,21 +445,24 @@ def to_device_data(data: MultiTaskData, device: Any = None, dtype: Any = None, l
     # streamed data stage into a memory-mapped file: on the CPU the store is a tensor over it, another device copies
     # the part from it (the host never holds the part in its own memory)
     spill = data.spill_dir
+    lazy = READ_FROM_SOURCE and spill is None and torch.device(device if device is not None else "cpu").type == "cpu" \
+        and SourceRows.eligible(parts)
     if not data.shared:
         assert data.ys is not None
         counts = np.array([len(R) for R in parts], dtype=np.int64)
         n = int(counts.sum())
-        x = _stage(parts, n + 1, host, spill)  # + the zero row padding positions read
         y = np.zeros((n + 1, *label_tail), dtype=host)
         o = 0
         for yt in data.ys:
             y[o:o + len(yt)] = yt
             o += len(yt)
-        return DeviceData.from_store(shared=False, counts=counts,
-                                     x_rows=torch.as_tensor(x, dtype=dtype, device=device),
+        x_rows = SourceRows(parts, True, host, dtype) if lazy else \
+            torch.as_tensor(_stage(parts, n + 1, host, spill), dtype=dtype, device=device)  # + the zero row
+        return DeviceData.from_store(shared=False, counts=counts, x_rows=x_rows,
                                      y_rows=torch.as_tensor(y, dtype=dtype, device=device))
     assert data.y is not None
-    x_rows = torch.as_tensor(_stage(parts, len(parts[0]), host, spill), dtype=dtype, device=device)
+    x_rows = SourceRows(parts, False, host, dtype) if lazy else \
+        torch.as_tensor(_stage(parts, len(parts[0]), host, spill), dtype=dtype, device=device)
     if isinstance(data.y, LabelCells):
         return DeviceData.from_store(shared=True, counts=data.y.counts(), x_rows=x_rows,
                                      labels=_cells_store(data.y, host, dtype, device, labels))
