@@ -20,6 +20,7 @@ the host holds the raw data once (another device keeps its copy: that memory is 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 
 from mtlkit.data.multitask import MultiTaskData
+from mtlkit.data.normalize import _standardize
 from mtlkit.data.rows import Rows
 from mtlkit.data.shared_labels import LabelCells
 
@@ -141,9 +143,9 @@ class SparseLabels:
 class SourceRows:
     """A CPU part's feature store read from its source (issue 18): row ``i`` is ``fn(base[index[i]])`` of the
     part's `Rows`, cast as `to_device_data` casts its staged copy, computed per gather; the heterogeneous
-    store's extra last row is zeros. No standardised copy of the rows is held, only the source and its index;
-    each gather computes exactly the ops (and dtype casts) the stored copy was made with, so it gives the same
-    bits."""
+    store's extra last row is zeros. No standardised copy of the rows is held, only the source and one int64
+    index per row (into the source's rows); each gather computes exactly the ops (and dtype casts) the stored
+    copy was made with, so it gives the same bits."""
 
     def __init__(self, parts: list[Rows], pad: bool, host: Any, dtype: Any) -> None:
         self.parts = parts
@@ -154,13 +156,12 @@ class SourceRows:
         self.feature_shape = tuple(parts[0].shape[1:])
         self.raw_dtype = parts[0].base.dtype
         self.base = parts[0].base if all(p.base is parts[0].base for p in parts) else None
-        self.index: np.ndarray | None = None  # one index into a single base (None: the rows are the base's)
-        if self.base is not None and not (len(parts) == 1 and parts[0].index is None):
+        # each store row's row in its base (None: the store is the single base's rows in order)
+        self.index: np.ndarray | None = None
+        if not (len(parts) == 1 and parts[0].index is None):
             self.index = np.concatenate([np.arange(len(p), dtype=np.int64) if p.index is None else p.index
                                          for p in parts])
         self._bases = [p.base for p in parts]
-        self._indices = [p.index for p in parts]
-        self._starts = [int(s) for s in self.starts]
 
     @staticmethod
     def eligible(parts: list[Rows]) -> bool:
@@ -177,40 +178,46 @@ class SourceRows:
 
     @property
     def nbytes_held(self) -> int:
-        """Bytes this store adds to its source: the index arrays."""
+        """Bytes this store adds to its source: the index."""
+        return 0 if self.index is None else int(self.index.nbytes)
+
+    def _raw(self, rows: np.ndarray) -> np.ndarray:
+        """Source rows of store rows ``rows`` (all < ``n_data``), gathered into a new array."""
+        src = rows if self.index is None else self.index[rows]
         if self.base is not None:
-            return 0 if self.index is None else int(self.index.nbytes)
-        return sum(0 if i is None else int(i.nbytes) for i in self._indices)
+            return self.base[src]
+        raw = np.empty((len(rows), *self.feature_shape), dtype=self.raw_dtype)
+        pid = np.searchsorted(self.starts, rows, side="right") - 1  # a base per task: one take per run of a task
+        cuts = [0, *(np.flatnonzero(pid[1:] != pid[:-1]) + 1).tolist(), len(rows)]
+        bases = self._bases
+        for a, b in zip(cuts[:-1], cuts[1:], strict=False):
+            np.take(bases[pid[a]], src[a:b], axis=0, out=raw[a:b])
+        return raw
+
+    def _mapped(self, raw: np.ndarray) -> np.ndarray:
+        """``fn(raw)`` cast to ``host`` (what staging wrote). Standardisation runs in place on the float64 copy,
+        the ops ``(X - mean) / std`` make (numpy casts X to float64 first), the last one writing ``host``."""
+        fn = self.fn
+        if (isinstance(fn, functools.partial) and fn.func is _standardize and not fn.args
+                and set(fn.keywords) == {"mean", "std"}):
+            mean, std = np.asarray(fn.keywords["mean"]), np.asarray(fn.keywords["std"])
+            if np.result_type(raw.dtype, mean.dtype, std.dtype) == np.float64:
+                d = raw if raw.dtype == np.float64 else np.empty(raw.shape, dtype=np.float64)
+                np.subtract(raw, mean, out=d)  # X cast to float64 by the ufunc, as in ``X - mean``
+                out = d if self.host == np.float64 else np.empty(d.shape, dtype=self.host)
+                return np.divide(d, std, out=out, casting="same_kind")
+        mapped = raw if fn is None else fn(raw)
+        return np.asarray(mapped, dtype=self.host)
 
     def rows(self, rows: np.ndarray) -> np.ndarray:
         """Rows ``rows`` [M] (int64) of the store on the host, as ``host`` dtype ``[M, ...]``."""
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-        pad = rows >= self.n_data if self.pad else None
-        if self.base is not None:
-            r = np.where(pad, 0, rows) if pad is not None and self.n_data else rows
-            if pad is not None and not self.n_data:
-                raw = np.zeros((len(rows), *self.feature_shape), dtype=self.raw_dtype)
-            else:
-                raw = self.base[r if self.index is None else self.index[r]]
-        else:  # a base per task: one gather per run of rows of the same task
-            raw = np.empty((len(rows), *self.feature_shape), dtype=self.raw_dtype)
-            pid = np.searchsorted(self.starts, rows, side="right") - 1
-            cuts = [0, *(np.flatnonzero(np.diff(pid)) + 1).tolist(), len(rows)]
-            n_parts = len(self.parts)
-            for a, b in zip(cuts[:-1], cuts[1:], strict=False):
-                if a == b:
-                    continue
-                p = int(pid[a])
-                if p >= n_parts:
-                    raw[a:b] = 0
-                    continue
-                local = rows[a:b] - self._starts[p]
-                idx = self._indices[p]
-                raw[a:b] = self._bases[p][local if idx is None else idx[local]]
-        out = raw if self.fn is None else self.fn(raw)
-        out = np.asarray(out, dtype=self.host)  # the staging array's cast
-        if pad is not None and pad.any():
-            out[pad] = 0  # ``raw`` was gathered (a new array), so this never writes into the source
+        if not self.pad or not len(rows) or int(rows.max()) < self.n_data:
+            return self._mapped(self._raw(rows))
+        valid = rows < self.n_data  # padding positions read the zero row: only the others are read and mapped
+        out = np.zeros((len(rows), *self.feature_shape), dtype=self.host)
+        if valid.any():
+            out[valid] = self._mapped(self._raw(rows[valid]))
         return out
 
     def gather(self, rows: torch.Tensor) -> torch.Tensor:
@@ -223,7 +230,6 @@ class SourceRows:
     def materialize(self) -> torch.Tensor:
         """The whole store as one tensor (built now, what `to_device_data` held before)."""
         return self.span(0, self.shape[0])
-
 
 class DeviceData:
     """A data part on a device, stored without padding (see the module's docstring).
@@ -338,9 +344,8 @@ class DeviceData:
         out = {"offsets": self._offsets, "counts": self._counts}
         if isinstance(self._x, torch.Tensor):
             out["x_rows"] = self._x
-        else:
-            held = [self._x.index] if self._x.base is not None else self._x._indices
-            out.update({f"x_index.{i}": torch.from_numpy(a) for i, a in enumerate(held) if a is not None})
+        elif self._x.index is not None:
+            out["x_index"] = torch.from_numpy(self._x.index)
         if self.y_rows is not None:
             out["y_rows"] = self.y_rows
         if self.labels is not None:
