@@ -11,12 +11,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from mtlkit.optim.base import SteppedState
 from mtlkit.optim.gradients import TaskGradients, _add_to_grads, _all_reduce
 from mtlkit.optim.per_task import task_gradient_parts
 from mtlkit.optim.tape import TaskTape
 
 
-class GradientAggregator:
+class GradientAggregator(SteppedState):
     """A combiner that replaces the task part of the shared parameters' gradient by an aggregate of the T per-task
     gradients (see the module docstring for the input, scale, update and state conventions).
 
@@ -28,11 +29,6 @@ class GradientAggregator:
     per_task_gradients = True  # the Trainer records a `TaskTape` for it on row-separable models
     name = "aggregator"
 
-    def __init__(self, seed: int | None = None) -> None:
-        self.seed = int(torch.initial_seed() if seed is None else seed) % (2 ** 62)
-        self.step = 0
-        self.last_weights: torch.Tensor | None = None  # the latest coefficients on the rows (for inspection)
-
     # -- hooks
     def row_scale(self, losses: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """``c`` of the rows ``c_t ∇L_t`` the aggregator works on: ``T·w`` (the raw gradients under 1/T weights)."""
@@ -41,16 +37,7 @@ class GradientAggregator:
     def aggregate(self, G: TaskGradients, losses: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         raise NotImplementedError
 
-    def extra_state(self) -> dict[str, torch.Tensor]:
-        return {}
-
-    def load_extra_state(self, state: Mapping[str, torch.Tensor]) -> None:
-        """Restore what `extra_state` returned (keys without the name prefix)."""
-
     # -- machinery
-    def _generator(self) -> torch.Generator:
-        return torch.Generator().manual_seed((self.seed * 1_000_003 + self.step) % (2 ** 63))
-
     @staticmethod
     def _host(t: torch.Tensor) -> np.ndarray:
         return t.detach().to(device="cpu", dtype=torch.float64).numpy()
@@ -83,19 +70,6 @@ class GradientAggregator:
         total.backward()
         _add_to_grads(params, delta)
 
-    def state(self) -> dict[str, torch.Tensor]:
-        st = {f"{self.name}.step": torch.tensor(self.step, dtype=torch.int64)}
-        st.update({f"{self.name}.{k}": v for k, v in self.extra_state().items()})
-        return st
-
-    def load_state(self, state: Mapping[str, torch.Tensor]) -> None:
-        pre = f"{self.name}."
-        if pre + "step" in state:
-            self.step = int(state[pre + "step"])
-        self.load_extra_state({k[len(pre):]: v for k, v in state.items() if k.startswith(pre) and k != pre + "step"})
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
 
 
 def _coef(x: np.ndarray, like: torch.Tensor) -> torch.Tensor:

@@ -37,6 +37,42 @@ class SumCombiner:
         return "SumCombiner()"
 
 
+class SteppedState:
+    """What every stateful combiner shares: a seed, a step counter, random draws seeded by both (the same on every
+    rank and after a resume), and checkpoint state under its registry ``name`` (``NAME.step`` plus `extra_state`)."""
+
+    name = "combiner"
+
+    def __init__(self, seed: int | None = None) -> None:
+        self.seed = int(torch.initial_seed() if seed is None else seed) % (2 ** 62)
+        self.step = 0
+        self.last_weights: torch.Tensor | None = None  # the latest step's task coefficients (for inspection)
+
+    def extra_state(self) -> dict[str, torch.Tensor]:
+        """State beyond the step counter (keys without the name prefix)."""
+        return {}
+
+    def load_extra_state(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Restore what `extra_state` returned (keys without the name prefix)."""
+
+    def _generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed((self.seed * 1_000_003 + self.step) % (2 ** 63))
+
+    def state(self) -> dict[str, torch.Tensor]:
+        st = {f"{self.name}.step": torch.tensor(self.step, dtype=torch.int64)}
+        st.update({f"{self.name}.{k}": v for k, v in self.extra_state().items()})
+        return st
+
+    def load_state(self, state: Mapping[str, torch.Tensor]) -> None:
+        pre = f"{self.name}."
+        if pre + "step" in state:
+            self.step = int(state[pre + "step"])
+        self.load_extra_state({k[len(pre):]: v for k, v in state.items() if k.startswith(pre) and k != pre + "step"})
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
 @dataclass(frozen=True)
 class CombinerSpec:
     """A named combiner a method can be composed with (``srdml+pcgrad``): its hyper-parameters, declared once as

@@ -25,23 +25,18 @@ import torch
 from torch import nn
 
 from mtlkit.hparams import HParam, Space
-from mtlkit.optim.base import CombinerSpec
+from mtlkit.optim.base import CombinerSpec, SteppedState
 from mtlkit.optim.gradients import _all_reduce
 from mtlkit.optim.per_task import task_gradient_parts
 from mtlkit.optim.tape import TaskTape
 
 
-class LossWeighting:
+class LossWeighting(SteppedState):
     """Base of the loss weightings (see the module docstring): subclasses set ``name`` (their registry name, the
     prefix of their state keys) and implement `factors`."""
 
     per_task_gradients = False
     name = "weighting"
-
-    def __init__(self, seed: int | None = None) -> None:
-        self.seed = int(torch.initial_seed() if seed is None else seed) % (2 ** 62)
-        self.step = 0
-        self.last_weights: torch.Tensor | None = None  # the effective task weights w·λ of the latest step
 
     def factors(self, losses: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """``λ`` ``[T]`` for this step's (rank-averaged, detached) losses and task weights."""
@@ -49,15 +44,6 @@ class LossWeighting:
 
     def update(self, losses: torch.Tensor, weights: torch.Tensor) -> None:
         """After the backward pass: the weighting's own parameter step, if it has one."""
-
-    def extra_state(self) -> dict[str, torch.Tensor]:
-        return {}
-
-    def load_extra_state(self, state: Mapping[str, torch.Tensor]) -> None:
-        """Restore what `extra_state` returned (keys without the name prefix)."""
-
-    def _generator(self) -> torch.Generator:
-        return torch.Generator().manual_seed((self.seed * 1_000_003 + self.step) % (2 ** 63))
 
     def backward(self, losses: torch.Tensor, total: torch.Tensor, shared: Sequence[nn.Parameter],
                  weights: torch.Tensor | None = None, features: Mapping[str, torch.Tensor] | None = None,
@@ -73,19 +59,6 @@ class LossWeighting:
         self.update(gl, w)
         self.step += 1
 
-    def state(self) -> dict[str, torch.Tensor]:
-        st = {f"{self.name}.step": torch.tensor(self.step, dtype=torch.int64)}
-        st.update({f"{self.name}.{k}": v for k, v in self.extra_state().items()})
-        return st
-
-    def load_state(self, state: Mapping[str, torch.Tensor]) -> None:
-        pre = f"{self.name}."
-        if pre + "step" in state:
-            self.step = int(state[pre + "step"])
-        self.load_extra_state({k[len(pre):]: v for k, v in state.items() if k.startswith(pre) and k != pre + "step"})
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
 
 
 class _Learned:
