@@ -4,6 +4,7 @@ reproduction continuing from the methods it finished."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import mtlkit
 from mtlkit.experiments.reproduce import protocol
@@ -36,3 +37,14 @@ def test_equal_budget_every_method_and_reuse(tmp_path, monkeypatch):
     for m in methods:
         np.testing.assert_array_equal(again.scores[m], res.scores[m])
     assert tuning2 == tuning
+
+
+def test_parse_parts_keeps_the_order_given_and_refuses_unknown_or_empty_in_one_line():
+    from mtlkit.errors import MtlkitError
+    from mtlkit.experiments.reproduce.common import parse_parts
+
+    assert parse_parts(" deep, synthetic ", ("synthetic", "school", "deep")) == ["deep", "synthetic"]
+    for text in ("bogus", " , "):
+        with pytest.raises(MtlkitError) as e:
+            parse_parts(text, ("synthetic", "deep"))
+        assert "\n" not in str(e.value) and "choose from synthetic, deep" in str(e.value)

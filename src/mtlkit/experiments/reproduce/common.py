@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from mtlkit.data.multitask import MultiTaskData
+from mtlkit.errors import MtlkitError
 from mtlkit.experiments.bench import BenchResult, run_bench
 from mtlkit.experiments.store import ResultsStore
 from mtlkit.experiments.tables import fmt, markdown_table, mean_ci_cell  # noqa: F401 (re-exported for the reproductions)
@@ -44,6 +45,15 @@ class Context:
 def command_line() -> str:
     """The command as the user typed it (``mtlkit ...``)."""
     return "mtlkit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def parse_parts(text: str, known: Sequence[str]) -> list[str]:
+    """``--parts a,b`` → ``["a", "b"]``; an unknown or empty choice is a one-line `MtlkitError` naming the known."""
+    parts = [x.strip() for x in text.split(",") if x.strip()]
+    bad = sorted(set(parts) - set(known))
+    if bad or not parts:
+        raise MtlkitError(f"unknown part(s) {', '.join(bad) or '(none given)'}; choose from {', '.join(known)}")
+    return parts
 
 
 def machine() -> str:

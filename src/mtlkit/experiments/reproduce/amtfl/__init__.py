@@ -67,7 +67,7 @@ from mtlkit.experiments.reproduce.amtfl.table1 import (
     mnist_scores,
 )
 from mtlkit.experiments.reproduce.amtfl.tuned import Tuned, rmse_scores, tuned_table
-from mtlkit.experiments.reproduce.common import Context, provenance
+from mtlkit.experiments.reproduce.common import Context, parse_parts, provenance
 
 __all__ = [
     "DEEP_METHODS", "DESCRIPTION", "FEEDBACK_ACTIVE", "PAPER", "PAPER_FIG6", "PAPER_TABLE1", "PAPER_TABLE2",
@@ -99,10 +99,7 @@ def run(args: argparse.Namespace, ctx: Context) -> list[Path]:
     ``ctx.out``."""
     from mtlkit.errors import MtlkitError
 
-    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
-    bad = sorted(set(parts) - set(PARTS))
-    if bad or not parts:
-        raise MtlkitError(f"unknown part(s) {', '.join(bad) or '(none given)'}; choose from {', '.join(PARTS)}")
+    parts = parse_parts(args.parts, PARTS)
     if args.splits < 1 or args.deep_splits < 1:
         raise MtlkitError("--splits and --deep-splits must be at least 1")
     if args.quick:  # a smoke run: 2 splits (the fewest a CI needs), 1 imbalanced-MNIST split

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mtlkit.experiments.claims import write_claims
-from mtlkit.experiments.reproduce.common import Context, provenance
+from mtlkit.experiments.reproduce.common import Context, parse_parts, provenance
 from mtlkit.experiments.reproduce.srdml.base import (
     DEFAULT_TRIALS,
     IMG_LAMBDAS,
@@ -141,10 +141,7 @@ def run(args: argparse.Namespace, ctx: Context) -> list[Path]:
     ``ctx.out``."""
     from mtlkit.errors import MtlkitError
 
-    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
-    bad = sorted(set(parts) - set(PARTS))
-    if bad or not parts:
-        raise MtlkitError(f"unknown part(s) {', '.join(bad) or '(none given)'}; choose from {', '.join(PARTS)}")
+    parts = parse_parts(args.parts, PARTS)
     if args.splits < 2 or args.image_splits < 2:
         raise MtlkitError("--splits and --image-splits must be at least 2 for a confidence interval")
     if args.trials < 1:

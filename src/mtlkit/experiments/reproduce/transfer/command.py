@@ -13,7 +13,7 @@ import torch
 
 from mtlkit.errors import MtlkitError
 from mtlkit.experiments.claims import claims_markdown, write_claims
-from mtlkit.experiments.reproduce.common import Context, provenance
+from mtlkit.experiments.reproduce.common import Context, parse_parts, provenance
 from mtlkit.experiments.reproduce.transfer.base import (
     CACHE_STATS,
     DEFAULT_TRIALS,
@@ -99,10 +99,7 @@ class Settings:
 def run(args: argparse.Namespace, ctx: Context) -> list[Path]:
     """Run the chosen parts; write ``information-transfer.md`` (+ CSV, figures) and ``claims/transfer.csv`` into
     ``ctx.out``."""
-    parts = [x.strip() for x in args.parts.split(",") if x.strip()]
-    bad = sorted(set(parts) - set(PARTS))
-    if bad or not parts:
-        raise MtlkitError(f"unknown part(s) {', '.join(bad) or '(none given)'}; known: {', '.join(PARTS)}")
+    parts = parse_parts(args.parts, PARTS)
     st = Settings.from_args(args)
     CACHE_STATS.update(reused=0, computed=0)
     threads = torch.get_num_threads()
