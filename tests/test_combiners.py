@@ -389,25 +389,9 @@ def test_torchrun_two_processes_match_one_with_combiners(tmp_path) -> None:
     FAMO weights by the global losses and SRDML's penalty weights rows as the global batch does: `pcgrad`, `mgda-ub`,
     `srdml+pcgrad`, `hard-share+upgrad`, `+moco` and `+famo` train to the parameters of a single process on the same
     global batches (up to summation order)."""
-    import importlib.util
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
+    from ddp_combiner_worker import two_ranks_and_one
 
-    from safetensors.torch import load_file
-
-    path = Path(__file__).with_name("ddp_combiner_worker.py")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    two = str(tmp_path / "two")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(path), two]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
-    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]
-    spec = importlib.util.spec_from_file_location("ddp_combiner_worker", path)
-    assert spec is not None and spec.loader is not None
-    worker = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(worker)
-    a, b = worker.train_all(None), load_file(two + ".safetensors")  # one process here (one thread), two there
+    a, b = two_ranks_and_one("shared", tmp_path)  # one process here (one thread), two there
     assert a.keys() == b.keys() and any(k.startswith("mgda-ub.") for k in a)
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-4, rtol=0), (k, (a[k] - b[k]).abs().max())

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import os
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -308,21 +305,9 @@ def test_min_norm_on_a_diagonal_gram_is_bitwise_the_loop(n: int, check_every: in
 def test_torchrun_two_processes_match_one_with_one_pass_gradients(tmp_path: Path) -> None:
     """Under DDP (gloo, 2 CPU processes) with per-task input, the one-pass per-task gradients are all-reduced before
     combining as the batched ones were: pcgrad, mgda-ub and tomato-el+pcgrad end at one process's parameters."""
-    import importlib.util
+    from ddp_combiner_worker import two_ranks_and_one
 
-    from safetensors.torch import load_file
-
-    path = Path(__file__).with_name("ddp_task_gradients_worker.py")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    two = str(tmp_path / "two")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(path), two]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
-    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]
-    spec = importlib.util.spec_from_file_location("ddp_task_gradients_worker", path)
-    assert spec is not None and spec.loader is not None
-    worker = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(worker)
-    a, b = worker.train_all(None), load_file(two + ".safetensors")
+    a, b = two_ranks_and_one("per-task", tmp_path)
     assert a.keys() == b.keys() and any(k.startswith("mgda-ub.") for k in a)
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-4, rtol=0), (k, (a[k] - b[k]).abs().max())
