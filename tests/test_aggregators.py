@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from resume_check import straight_and_resumed
 from scipy.optimize import lsq_linear, minimize
 from torchjd import aggregation as jd
 from torchjd._linalg import DualConeProjector, normalize, regularize
@@ -426,9 +427,5 @@ def test_stateful_aggregator_resumes_bitwise(tmp_path, name: str) -> None:
         hp[k] = int(v)
     method = f"hard-share+{comb}"
     split = _split()
-    straight = mtlkit.train(method, split, hparams=hp, seed=0, device="cpu")
-    ck = tmp_path / "run.ckpt"
-    mtlkit.train(method, split, hparams={**hp, "epochs": 2}, seed=0, device="cpu", checkpoint=ck)
-    resumed = mtlkit.train(method, split, hparams=hp, seed=0, device="cpu", checkpoint=ck, resume=True)
-    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    a, b = straight_and_resumed(method, split, hp, tmp_path)
     assert all(torch.equal(a[k], b[k]) for k in a)

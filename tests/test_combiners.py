@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from resume_check import straight_and_resumed
 
 import mtlkit
 from mtlkit.data.spec import DataInfo, TaskSpec
@@ -402,9 +403,5 @@ def test_pcgrad_run_resumes_bitwise(tmp_path) -> None:
     checkpoint ends exactly where an uninterrupted one does."""
     split = _split(1)
     hp = {"epochs": 4, "lr": 1e-2, "patience": 0, "batch_size": 16}
-    straight = mtlkit.train("hard-share+pcgrad", split, hparams=hp, seed=0, device="cpu")
-    ck = tmp_path / "run.ckpt"
-    mtlkit.train("hard-share+pcgrad", split, hparams={**hp, "epochs": 2}, seed=0, device="cpu", checkpoint=ck)
-    resumed = mtlkit.train("hard-share+pcgrad", split, hparams=hp, seed=0, device="cpu", checkpoint=ck, resume=True)
-    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    a, b = straight_and_resumed("hard-share+pcgrad", split, hp, tmp_path)
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from resume_check import straight_and_resumed
 
 import mtlkit
 from mtlkit.optim import weightings as wt
@@ -263,11 +264,7 @@ def test_weighting_run_resumes_bitwise(tmp_path, name: str) -> None:
         hp["stch_warmup"] = 1
     method = f"hard-share+{name}"
     split = _split()
-    straight = mtlkit.train(method, split, hparams=hp, seed=0, device="cpu")
-    ck = tmp_path / "run.ckpt"
-    mtlkit.train(method, split, hparams={**hp, "epochs": 2}, seed=0, device="cpu", checkpoint=ck)
-    resumed = mtlkit.train(method, split, hparams=hp, seed=0, device="cpu", checkpoint=ck, resume=True)
-    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    a, b = straight_and_resumed(method, split, hp, tmp_path)
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
