@@ -7,6 +7,8 @@ here at call time (benchmarks/method_steps.py swaps it for a per-task loop)."""
 from __future__ import annotations
 
 import math
+import os
+import time
 import warnings
 import weakref
 from collections.abc import Callable, Sequence
@@ -15,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mtlkit.errors import MtlkitError
 from mtlkit.optim.gradients import TaskGradients, _all_reduce, _densify, _world_size
 from mtlkit.optim.tape import TaskTape, _layer_task_grads
 
@@ -53,8 +56,6 @@ LOOP_MARGIN = 0.8  # the loop is chosen only when it takes under 80 % of the bat
 
 
 def _timed(fn: Callable[[], list[torch.Tensor]], device: torch.device) -> tuple[float, list[torch.Tensor]]:
-    import time
-
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     t0 = time.perf_counter()
@@ -69,11 +70,9 @@ def _dense_route(losses: torch.Tensor, xs: Sequence[torch.Tensor], c: torch.Tens
     """Per-task gradients without a tape (shared input, or a model that mixes tasks' rows): one batched
     vector-Jacobian product or a loop of T backward calls, whichever measured faster here for these shapes (the
     first call times both, twice, and keeps the batched result). Both are exact; they may differ in the last bits."""
-    import os
-
     forced = os.environ.get("MTLKIT_TASK_GRADIENTS", "auto")
     if forced not in ("auto", "batched", "loop"):
-        raise ValueError(f"MTLKIT_TASK_GRADIENTS must be auto, batched or loop, got {forced!r}")
+        raise MtlkitError(f"MTLKIT_TASK_GRADIENTS must be auto, batched or loop, got {forced!r}")
     if forced != "auto":
         route = forced
     else:
