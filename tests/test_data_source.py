@@ -107,15 +107,26 @@ def test_unstandardised_and_padded_views(monkeypatch: pytest.MonkeyPatch) -> Non
     assert not padded.from_source and _same(padded.x_rows, old.x_rows)
 
 
-def test_other_devices_and_memory_mapped_rows_keep_a_copy(tmp_path: Any) -> None:
-    """Only CPU in-memory arrays are read per gather (a CUDA store holds its copy in the device's memory; a
-    memory-mapped source is staged as before)."""
+def test_other_devices_keep_a_copy_and_memory_mapped_rows_are_read_in_place(tmp_path: Any) -> None:
+    """CPU arrays, in memory or memory-mapped (a streamed table's file, which the ranks of a machine share), are
+    read per gather, with the bits of the staged copy; a CUDA store holds its copy in the device's memory."""
     data = _data("tasks", np.float32)
     assert data.tensors().from_source
     assert not DeviceData.from_store(shared=False, counts=np.array([1]), x_rows=torch.zeros(2, 6),
                                      y_rows=torch.zeros(2)).from_source
     mm = np.lib.format.open_memmap(str(tmp_path / "x.npy"), mode="w+", dtype=np.float32, shape=(3, 2))
-    assert not SourceRows.eligible([Rows(mm)])
+    assert SourceRows.eligible([Rows(mm)])
+    rng = np.random.default_rng(1)
+    base = np.lib.format.open_memmap(str(tmp_path / "b.npy"), mode="w+", dtype=np.float64, shape=(40, 3))
+    base[:] = rng.standard_normal((40, 3)) * 7 + 2
+    idx = [np.arange(0, 25), np.arange(25, 40)]
+    in_memory = MultiTaskData.from_tasks([np.array(base[i]) for i in idx], [rng.standard_normal(len(i)) for i in idx],
+                                         kind="regression")
+    mapped = MultiTaskData(in_memory.spec, xs=[Rows(base, i) for i in idx], ys=in_memory.ys)  # as streaming makes
+    norm = Normalizer.fit(mapped)
+    read = norm.apply(mapped).tensors()
+    copied = norm.apply(in_memory).tensors()
+    assert read.from_source and isinstance(read._x.base, np.memmap) and _same(read.x_rows, copied.x_rows)
     assert not SourceRows.eligible([Rows(np.ones((3, 2), np.float32)), Rows(np.ones((3, 2), np.float64))])
     if torch.cuda.is_available():
         assert not data.tensors("cuda").from_source

@@ -74,3 +74,41 @@ def test_ranks_rows_together_are_the_single_process_batch(shared: bool) -> None:
 def test_batch_smaller_than_world_is_an_error() -> None:
     with pytest.raises(ValueError, match="smaller than the 4 processes"):
         TaskBatchSampler(_toy(False), 2, rank=0, world_size=4)
+
+
+def test_torchrun_ranks_read_a_parquet_folder_in_shares_and_train_as_one(tmp_path: Path) -> None:
+    """`mtlkit train --distributed --data FOLDER` under torchrun: each rank reads the features of half the row
+    groups (the two ranks of this machine share one file), and the trained model is the single process's (the
+    global-batch equivalence holds unchanged)."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    rng = np.random.default_rng(0)
+    sizes = [60, 25, 40, 15]
+    task = np.repeat([f"t{i}" for i in range(4)], sizes)
+    X = rng.standard_normal((len(task), 5))
+    y = X @ rng.standard_normal(5) + np.repeat(rng.standard_normal(4), sizes) + 0.1 * rng.standard_normal(len(task))
+    perm = rng.permutation(len(task))
+    folder = tmp_path / "table"
+    folder.mkdir()
+    table = pa.table({"task": task[perm], **{f"x{j}": X[perm, j] for j in range(5)}, "y": y[perm]})
+    for i, (a, b) in enumerate(((0, 70), (70, 140))):
+        pq.write_table(table.slice(a, b - a), folder / f"part-{i}.parquet", row_group_size=20)
+    worker = str(Path(__file__).with_name("ddp_stream_worker.py"))
+    args = ["train", "hard-share", "--data", str(folder), "--task", "task", "--target", "y", "--device", "cpu",
+            "--set", "epochs=4", "--set", "batch_size=16", "--set", "patience=0", "--quiet"]
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    _run([sys.executable, worker, one, *args, "--save", one])
+    _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", worker, two, *args,
+          "--save", two, "--distributed"])
+    alone = json.loads(Path(one + "-alone.json").read_text())
+    ranks = [json.loads(Path(f"{two}-{r}.json").read_text()) for r in range(2)]
+    assert alone["code"] == 0 and all(r["code"] == 0 for r in ranks)
+    groups = sorted(o for o, _ in alone["read"])
+    assert len(groups) == 8 and all(f for _, f in alone["read"])
+    own = [{o for o, f in r["read"] if f} for r in ranks]
+    assert all(sorted(o for o, _ in r["read"]) == groups for r in ranks)  # task + target of every row group
+    assert own[0] and own[1] and not own[0] & own[1] and own[0] | own[1] == set(groups)
+    a, b = load_file(one + "/model.safetensors"), load_file(two + "/model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=ATOL, rtol=0), (k, (a[k] - b[k]).abs().max())

@@ -77,8 +77,11 @@ def test_streamed_folder_equals_the_in_memory_table(tmp_path: Path, monkeypatch:
     real = streaming.spill_array
     monkeypatch.setattr(streaming, "spill_array", lambda shape, *a: spilled.append(shape) or real(shape, *a))
     ds, dm = ns.apply(ss.train).tensors(), nm.apply(sm.train).tensors()
-    assert spilled == [tuple(ds.x_rows.shape)]  # the streamed store is a memory-mapped file
+    # on the CPU the streamed store reads the mapped feature file itself: no second (standardised) file
+    assert spilled == [] and ds.from_source and isinstance(ds._x.base, np.memmap)
     assert torch.equal(ds.x_rows, dm.x_rows) and torch.equal(ds.y_rows, dm.y_rows)
+    staged = ns.apply(ss.train).tensors("meta")  # another device: staged through a memory-mapped file
+    assert spilled == [tuple(staged.x_rows.shape)]
     for a, b in zip(TaskBatchSampler(ds, 8, seed=2), TaskBatchSampler(dm, 8, seed=2), strict=True):
         assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
     ra = mtlkit.train("hard-share", ss, hparams={"epochs": 3}, seed=0, progress=False)
@@ -135,3 +138,142 @@ def test_bench_trains_a_parquet_folder_end_to_end(tmp_path: Path) -> None:
                  "--splits", "1", "--no-select", "--set", "epochs=2", "--out", str(out), "--quiet"])
     assert code == 0
     assert "hard-share" in (out / "bench-data.md").read_text()  # named after the folder
+
+
+class _ThreadRanks:
+    """``n`` ranks as threads of this process, on the machines ``hosts`` (one per rank), with a barrier-based gather:
+    the collective `mtlkit.data.ranks.Ranks` needs, without torchrun."""
+
+    def __init__(self, hosts: list[str]) -> None:
+        import threading
+
+        self.hosts = tuple(hosts)
+        self.slots: list[object] = [None] * len(hosts)
+        self.barrier = threading.Barrier(len(hosts), timeout=60)
+
+    def ranks(self, r: int):
+        from mtlkit.data.ranks import Ranks
+
+        def gather(obj: object) -> list[object]:
+            self.slots[r] = obj
+            self.barrier.wait()
+            out = list(self.slots)
+            self.barrier.wait()  # nobody overwrites a slot before all have read it
+            return out
+
+        return Ranks(rank=r, hosts=self.hosts, gather=gather)
+
+    def run(self, fn):
+        """``fn(ranks)`` on every rank at once: each rank's result, or the exception it raised."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(r: int):
+            try:
+                return fn(self.ranks(r))
+            except Exception as e:  # noqa: BLE001 - compared by the test
+                return e
+
+        with ThreadPoolExecutor(len(self.hosts)) as pool:
+            return list(pool.map(one, range(len(self.hosts))))
+
+
+def _row_groups(folder: Path, rows_per_group: int = 20) -> Path:
+    """The same folder rewritten with small row groups (4 per file of 62 rows), so ranks have several each."""
+    for f in sorted(folder.iterdir()):
+        pq.write_table(pq.read_table(f), f, row_group_size=rows_per_group)
+    return folder
+
+
+def test_ranks_read_their_share_of_row_groups_into_one_file_per_machine(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four ranks on two machines: every rank reads the task and target columns of all rows but the features only
+    of its machine's share of the row groups (the machine's two ranks split them, about half the rows each), and
+    ends with the data of a single process's read; the shared files leave no name behind."""
+    import threading
+
+    folder = _row_groups(_folder(tmp_path))
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    reads: list[tuple[str, int, bool]] = []
+    real = streaming._read_row_group
+
+    def spy(group, columns, o, *a):
+        reads.append((threading.current_thread().name, o, len(columns) > 2))
+        return real(group, columns, o, *a)
+
+    monkeypatch.setattr(streaming, "_read_row_group", spy)
+    single = MultiTaskData.from_table(folder, task="shop", target="target", spill_dir=spill)
+    sizes = {o: n for o, n in zip(sorted(o for _, o, _ in reads), [20, 20, 20, 2] * 3, strict=True)}
+    assert len(reads) == 12 and all(f for _, _, f in reads)
+    reads.clear()
+    group = _ThreadRanks(["a", "a", "b", "b"])
+    names: dict[str, int] = {}
+
+    def read(ranks):
+        names[threading.current_thread().name] = ranks.rank
+        return MultiTaskData.from_table(folder, task="shop", target="target", spill_dir=spill, distributed=ranks)
+
+    got = group.run(read)
+    assert all(isinstance(d, MultiTaskData) for d in got), got
+    for d in got:
+        assert d.spec == single.spec and d.checksum() == single.checksum()
+        for t in range(d.n_tasks):
+            assert np.array_equal(d.task_arrays(t)[0], single.task_arrays(t)[0])
+    files = [d.feature_rows()[0].base.filename for d in got]  # each rank has all rows, having written its half
+    assert files[0] == files[1] != files[2] == files[3]  # of one file per machine
+    by_rank: dict[int, list[tuple[int, bool]]] = {}
+    for thread, o, feats in reads:
+        by_rank.setdefault(names[thread], []).append((o, feats))
+    assert all(sorted(o for o, _ in v) == sorted(sizes) for v in by_rank.values())  # task + target: every group
+    own = {r: {o for o, f in v if f} for r, v in by_rank.items()}
+    for a, b in ((0, 1), (2, 3)):  # a machine's two ranks split the row groups
+        assert own[a] and own[b] and not own[a] & own[b] and own[a] | own[b] == set(sizes)
+    assert own[0] == own[2] and own[1] == own[3]  # the same split on each machine
+    rows = {r: sum(sizes[o] for o in own[r]) for r in own}
+    assert all(abs(n - 93) <= 20 for n in rows.values()), rows  # about half the 186 rows each
+    assert list(spill.iterdir()) == []  # the shared files' names were unlinked once every rank had mapped them
+
+
+def test_a_failure_on_one_rank_is_raised_on_every_rank(tmp_path: Path) -> None:
+    """An infinite feature in a row group only rank 1 reads the features of: all ranks raise the error one
+    process raises (no rank is left waiting), and a spill folder the ranks cannot share is named."""
+    folder = _row_groups(_folder(tmp_path, files=1))
+    f = folder / "part-0.parquet"
+    t = pq.read_table(f)
+    f0 = t.column("f0").to_numpy().copy()
+    f0[150] = -np.inf  # row group 7 of 10: rank 1's half
+    pq.write_table(t.set_column(t.schema.get_field_index("f0"), "f0", pa.array(f0)), f, row_group_size=20)
+    with pytest.raises(DataError) as single:
+        MultiTaskData.from_table(folder, task="shop", target="target", spill_dir=tmp_path)
+    got = _ThreadRanks(["a", "a"]).run(lambda ranks: MultiTaskData.from_table(
+        folder, task="shop", target="target", spill_dir=tmp_path, distributed=ranks))
+    assert all(isinstance(e, DataError) and str(e) == str(single.value) for e in got), got
+    assert "data row 151" in str(single.value)
+
+
+def test_a_spill_folder_the_ranks_do_not_share_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When a rank cannot open the file its machine's first rank made (e.g. a spill folder local to each
+    container), every rank raises one error naming the folder setting, and no file is left behind."""
+    import threading
+
+    from mtlkit.data import ranks as ranks_mod
+
+    real = np.memmap
+    rank_of: dict[int, int] = {}
+
+    def memmap(*a, **kw):
+        if rank_of[threading.get_ident()] == 1:
+            raise FileNotFoundError(2, "No such file or directory")
+        return real(*a, **kw)
+
+    def make(r):
+        rank_of[threading.get_ident()] = r.rank
+        return ranks_mod.shared_spill_array((10, 3), np.float64, str(spill), r)
+
+    monkeypatch.setattr(ranks_mod.np, "memmap", memmap)
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    got = _ThreadRanks(["a", "a"]).run(make)
+    assert all(isinstance(e, DataError) for e in got), got
+    assert len({str(e) for e in got}) == 1 and "MTLKIT_SPILL_DIR" in str(got[0]) and "rank 1" in str(got[0])
+    assert list(spill.iterdir()) == []

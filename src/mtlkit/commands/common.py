@@ -93,8 +93,9 @@ def add_data_dir_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path, help="data directory (default: $MTLKIT_DATA)")
 
 
-def load_data_from_args(args: argparse.Namespace, default: str = "digits") -> Any:
-    """The data a command names: ``--data`` table (with ``--task``/``--target``) or ``--dataset`` by name."""
+def load_data_from_args(args: argparse.Namespace, default: str = "digits", distributed: bool = False) -> Any:
+    """The data a command names: ``--data`` table (with ``--task``/``--target``) or ``--dataset`` by name.
+    ``distributed``: every rank of the running process group calls this, and they read a streamed table together."""
     from mtlkit import datasets
     from mtlkit.data.multitask import MultiTaskData, collect_notes
 
@@ -105,7 +106,7 @@ def load_data_from_args(args: argparse.Namespace, default: str = "digits") -> An
             raise MtlkitError(f"--task and --target name the same column {args.task!r}")
         with collect_notes() as notes:  # printed only once the table has loaded: an error stays one line
             data = MultiTaskData.from_table(args.data, task=args.task, target=args.target, kind=args.kind,
-                                            categorical=args.categorical)
+                                            categorical=args.categorical, distributed=distributed)
         for note in notes:  # e.g. the inferred task kind and how to override it with --kind
             print(f"mtlkit: note: {note}", file=sys.stderr)
         return data

@@ -67,10 +67,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 def cmd_train(args: argparse.Namespace) -> int:
     """Load the data, make the split, train (or resume), print the test metrics, save if asked."""
     import mtlkit
-    from mtlkit.commands.common import check_output_path, load_data_from_args, parse_hparams
-    from mtlkit.experiments.splits import make_splits
-    from mtlkit.train import checkpoint as ckpt_io
-    from mtlkit.train.run import grid_point_path
+    from mtlkit.commands.common import check_output_path, parse_hparams
 
     if args.checkpoint_every < 0:
         raise MtlkitError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
@@ -82,7 +79,27 @@ def cmd_train(args: argparse.Namespace) -> int:
             check_output_path(path, option, kind)
     entry = mtlkit.methods.get(args.method)
     hparams = parse_hparams(args.set)
-    data = load_data_from_args(args)
+    ctx = None
+    if args.distributed:  # before the data: the ranks read a streamed (Parquet folder) table together
+        from mtlkit.train.distributed import init_distributed, shutdown_distributed
+
+        ctx = init_distributed(args.device)
+    try:
+        return _train_and_report(args, entry, hparams, ctx)
+    finally:
+        if ctx is not None:
+            shutdown_distributed()
+
+
+def _train_and_report(args: argparse.Namespace, entry: Any, hparams: dict[str, Any], ctx: Any) -> int:
+    """The body of `cmd_train` once the process group (if any) is up: data, split, training, report."""
+    import mtlkit
+    from mtlkit.commands.common import load_data_from_args
+    from mtlkit.experiments.splits import make_splits
+    from mtlkit.train import checkpoint as ckpt_io
+    from mtlkit.train.run import grid_point_path
+
+    data = load_data_from_args(args, distributed=ctx is not None)
     grid = None
     if args.grid:
         grid = {k: v for k, v in entry.grid_for(data.kind).items() if k not in hparams} or None
@@ -94,18 +111,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise MtlkitError(f"--resume: no checkpoint at {first} (a run started with --checkpoint writes it)")
         resumed_from = f"resumed from {first}: {ckpt_io.describe(first)}"  # read now, told once it worked
     label, split = make_splits(data, 1, seed=args.split_seed, test=args.test, val=args.val)[0]
-    ctx = None
-    if args.distributed:
-        from mtlkit.train.distributed import init_distributed, shutdown_distributed
-
-        ctx = init_distributed(args.device)
-    try:
-        run = mtlkit.train(entry.name, split, hparams=hparams, seed=args.seed, device=args.device, grid=grid,
-                           checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every, resume=args.resume,
-                           tensorboard=args.tensorboard, distributed=ctx, compile=args.compile)
-    finally:
-        if ctx is not None:
-            shutdown_distributed()
+    run = mtlkit.train(entry.name, split, hparams=hparams, seed=args.seed, device=args.device, grid=grid,
+                       checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every, resume=args.resume,
+                       tensorboard=args.tensorboard, distributed=ctx, compile=args.compile)
     if ctx is not None and not ctx.is_main:
         return 0
     if args.resume:

@@ -247,6 +247,7 @@ class MultiTaskData:
         categorical: bool | Sequence[str] = False,
         stream: bool | None = None,
         spill_dir: str | Path | None = None,
+        distributed: Any = False,
         **kwargs: Any,
     ) -> MultiTaskData:
         """Read a CSV or Parquet file (or a folder of Parquet files) with one row per example, a task column and
@@ -261,7 +262,10 @@ class MultiTaskData:
 
         ``stream`` (default: for a folder): read Parquet batch by batch into a memory-mapped feature file in
         ``spill_dir`` (`mtlkit.data.streaming`), so data larger than memory train with the same batches;
-        ``stream=False`` reads a folder into memory (pandas).
+        ``stream=False`` reads a folder into memory (pandas). ``distributed`` (streaming; True: every rank of the
+        initialised ``torch.distributed`` group calls it; or a `mtlkit.data.ranks.Ranks`): the ranks share the
+        reading, each the features of its share of the row groups, into one memory-mapped file per machine; every
+        rank gets the same data. Without streaming each rank reads the whole table, as before.
         """
         p = Path(path)
         if stream is None:
@@ -270,7 +274,8 @@ class MultiTaskData:
             from mtlkit.data.streaming import read_parquet_stream
 
             return read_parquet_stream(cls, p, task=task, target=target, features=features, kind=kind,
-                                       categorical=categorical, spill=spill_dir, **kwargs)
+                                       categorical=categorical, spill=spill_dir,
+                                       distributed=distributed, **kwargs)
         from mtlkit.data.table import read_table
 
         return read_table(cls, path, task=task, target=target, features=features, kind=kind,

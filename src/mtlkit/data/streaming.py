@@ -12,6 +12,14 @@ float64 features, the same row order within each task).
 Reading holds one Parquet row group's decoded columns at a time (a few times the row group's size: write data
 meant to stream with row groups of tens of MB, e.g. ``row_group_size=16384`` rows of 100 float64 features).
 
+Read by the ranks of a data-parallel run together (``distributed=True``, what `mtlkit train --distributed` asks
+for): every rank reads the task and target columns of all rows (what every rank needs to draw the global batches:
+a few numbers per row), but the features only of its share of the row groups (`row_group_owners`), into one file
+the ranks of its machine map together (`mtlkit.data.ranks`). So each rank reads and writes 1/k of the features of
+a machine with k ranks, the machine's page cache holds them once, and every rank ends with the same data as a
+single process's read (so DDP's global-batch equivalence holds unchanged). A failure on any rank is raised on
+every rank (the first in data-row order, as one process would report it).
+
 Memory-mapped files are unlinked temporary files in ``spill_dir`` (default: the system's temporary directory,
 ``$MTLKIT_SPILL_DIR`` to change it): their disk space returns when the arrays are collected.
 """
@@ -54,12 +62,65 @@ def _text(values: np.ndarray) -> np.ndarray:
     return np.asarray(values).astype(str)
 
 
+def row_group_owners(starts: np.ndarray, n: int) -> np.ndarray:
+    """Which of ``n`` readers reads each row group's features (row groups starting at rows ``starts[:-1]`` of
+    ``starts[-1]``): reader i the consecutive groups starting in rows ``[i N/n, (i+1) N/n)``, so each reads about
+    N/n rows, in file order."""
+    N = max(int(starts[-1]), 1)
+    return np.minimum(starts[:-1] * n // N, n - 1).astype(np.int64)
+
+
+def _read_row_group(group: Any, columns: list[str], o: int, scan: dict[str, Any], where: str, codes: np.ndarray,
+                    ids: dict[str, int], y: np.ndarray, X: np.ndarray) -> None:
+    """Read one row group (data rows ``o + 1, ...``) batch by batch: check every cell of ``columns`` (the task
+    column, the target, and the features when they are in it), code the task ids (new ones in order of first
+    appearance), and write the targets into ``y`` and the features into ``X``."""
+    task = columns[0]
+    for batch in group.to_batches(columns=columns, **scan):
+        n = batch.num_rows
+        if n == 0:
+            continue
+        tcol = batch.column(0)
+        tv = tcol.to_numpy(zero_copy_only=False)
+        blank = np.asarray(tcol.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        if tv.dtype == object:
+            blank |= np.array([isinstance(v, str) and not v.strip() for v in tv], dtype=bool)
+        if blank.any():
+            raise DataError(f"the task column {task!r} of {where} has a blank cell in data row "
+                            f"{o + int(np.argmax(blank)) + 1}")
+        names, first, inv = np.unique(_text(tv), return_index=True, return_inverse=True)
+        local = np.empty(len(names), dtype=np.int64)
+        for i in np.argsort(first, kind="stable"):  # new tasks in order of first appearance
+            local[i] = ids.setdefault(str(names[i]), len(ids))
+        codes[o:o + n] = local[inv]
+        for j, c in enumerate(columns[1:]):
+            col = batch.column(1 + j)
+            nulls = np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+            what = "target column" if j == 0 else "feature column"
+            if nulls.any():
+                raise DataError(f"{what} {c!r} of {where} has a blank cell in data row {o + int(np.argmax(nulls)) + 1}")
+            v = np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
+            bad = ~np.isfinite(v)
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise DataError(f"{what} {c!r} of {where} holds {v[i]:g} in data row {o + i + 1}; values must be "
+                                "finite")
+            if j == 0:
+                y[o:o + n] = v
+            else:
+                X[o:o + n, j - 1] = v
+        o += n
+
+
 def read_parquet_stream(cls: Any, path: str | Path, task: str, target: str, features: Sequence[str] | None = None,
                         kind: str | None = None, categorical: bool | Sequence[str] = False,
-                        spill: str | Path | None = None, **kwargs: Any) -> Any:
+                        spill: str | Path | None = None, distributed: Any = False, **kwargs: Any) -> Any:
     """`MultiTaskData.from_table(..., stream=True)` on a Parquet file or folder: one pass over the record batches
     validates every cell (numeric, finite, no blanks; data rows counted from 1 across the files in the data set's
-    order), collects the task ids and targets, and writes the features to a memory-mapped float64 file."""
+    order), collects the task ids and targets, and writes the features to a memory-mapped float64 file.
+    ``distributed``: the ranks of the initialised ``torch.distributed`` group (True) or the given `Ranks` read it
+    together (a collective: every rank calls this), each the features of its share of the row groups into its
+    machine's one shared file."""
     try:
         import pyarrow as pa
         import pyarrow.dataset as pads
@@ -104,54 +165,52 @@ def read_parquet_stream(cls: Any, path: str | Path, task: str, target: str, feat
         if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
             what = "target column" if c == target else "feature column"
             raise DataError(f"{what} {c!r} of {where} is not numeric (Parquet type {t}); encode it first")
-    N = int(dset.count_rows())
+    try:  # the data set's row groups, in the order of its files (the order the in-memory reader concatenates)
+        groups = [(g, g.row_groups[0].num_rows) for frag in dset.get_fragments() for g in frag.split_by_row_group()]
+    except Exception as e:
+        raise DataError(f"cannot read {where} as Parquet: {str(e).splitlines()[0] if str(e) else e!r}") from e
+    starts = np.concatenate([[0], np.cumsum([n for _, n in groups], dtype=np.int64)]).astype(np.int64)
+    N = int(starts[-1])
     if N == 0:
         raise DataError(f"{where} has columns but no rows")
     directory = spill_dir(spill)
-    X = spill_array((N, len(feats)), np.float64, directory)
+    ranks = None
+    if distributed:
+        from mtlkit.data.ranks import Ranks, torch_ranks
+
+        ranks = distributed if isinstance(distributed, Ranks) else torch_ranks()
+        if ranks.size == 1:
+            ranks = None
+    if ranks is None:
+        X = spill_array((N, len(feats)), np.float64, directory)
+        mine = np.ones(len(groups), dtype=bool)
+    else:
+        from mtlkit.data.ranks import shared_spill_array
+
+        X = shared_spill_array((N, len(feats)), np.float64, directory, ranks)
+        mine = row_group_owners(starts, len(ranks.local)) == ranks.local_index
     y = np.empty(N)
     codes = np.empty(N, dtype=np.int64)
     ids: dict[str, int] = {}
-    o = 0
-    # one batch and one file at a time, no prefetching threads, column chunks streamed (not pre-buffered):
-    # memory is bounded by a row group's decoded columns, not by pyarrow's read-ahead
-    scan = dict(batch_size=BATCH_ROWS, batch_readahead=0, fragment_readahead=0, use_threads=False,
+    # one batch at a time, no prefetching threads, column chunks streamed (not pre-buffered): memory is bounded
+    # by a row group's decoded columns, not by pyarrow's read-ahead
+    scan = dict(schema=dset.schema, batch_size=BATCH_ROWS, batch_readahead=0, fragment_readahead=0, use_threads=False,
                 fragment_scan_options=pads.ParquetFragmentScanOptions(pre_buffer=False, use_buffered_stream=True,
                                                                       buffer_size=1 << 20))
-    for batch in dset.to_batches(columns=[task, target, *feats], **scan):
-        n = batch.num_rows
-        if n == 0:
-            continue
-        tcol = batch.column(0)
-        tv = tcol.to_numpy(zero_copy_only=False)
-        blank = np.asarray(tcol.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-        if tv.dtype == object:
-            blank |= np.array([isinstance(v, str) and not v.strip() for v in tv], dtype=bool)
-        if blank.any():
-            raise DataError(f"the task column {task!r} of {where} has a blank cell in data row "
-                            f"{o + int(np.argmax(blank)) + 1}")
-        names, first, inv = np.unique(_text(tv), return_index=True, return_inverse=True)
-        local = np.empty(len(names), dtype=np.int64)
-        for i in np.argsort(first, kind="stable"):  # new tasks in order of first appearance
-            local[i] = ids.setdefault(str(names[i]), len(ids))
-        codes[o:o + n] = local[inv]
-        for j, c in enumerate([target, *feats]):
-            col = batch.column(1 + j)
-            nulls = np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-            what = "target column" if j == 0 else "feature column"
-            if nulls.any():
-                raise DataError(f"{what} {c!r} of {where} has a blank cell in data row {o + int(np.argmax(nulls)) + 1}")
-            v = np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
-            bad = ~np.isfinite(v)
-            if bad.any():
-                i = int(np.argmax(bad))
-                raise DataError(f"{what} {c!r} of {where} holds {v[i]:g} in data row {o + i + 1}; values must be "
-                                "finite")
-            if j == 0:
-                y[o:o + n] = v
-            else:
-                X[o:o + n, j - 1] = v
-        o += n
+    failure: tuple[tuple[int, int], str] | None = None
+    for g, (group, _) in enumerate(groups):
+        try:
+            _read_row_group(group, [task, target, *feats] if mine[g] else [task, target], int(starts[g]), scan,
+                            where, codes, ids, y, X)
+        except Exception as e:  # every rank learns of any rank's failure (no rank is left waiting for another)
+            msg = str(e) if isinstance(e, DataError) else \
+                f"cannot read {where} as Parquet: {str(e).splitlines()[0] if str(e) else e!r}"
+            failure = ((g, 0 if mine[g] else 1), msg)  # in a row group, its reader of features reports first
+            break
+    failures = [failure] if ranks is None else ranks.gather(failure)  # after every rank's writes
+    found = [f for f in failures if f is not None]
+    if found:
+        raise DataError(min(found)[1])
     kind, (y,), note, labels = resolve_kind(kind, [y], what=f"the target column {target!r}")
     if note:
         kwargs["notes"] = [*kwargs.get("notes", ()), note]

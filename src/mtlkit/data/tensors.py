@@ -165,11 +165,12 @@ class SourceRows:
 
     @staticmethod
     def eligible(parts: list[Rows]) -> bool:
-        """Plain in-memory numeric arrays (not memory-mapped), one dtype and one map for every part."""
+        """Plain numeric arrays, in memory or memory-mapped (a streamed table: the gathers read its file, whose
+        pages the machine's ranks share), one dtype and one map for every part."""
         if not parts:
             return False
         first = parts[0]
-        return all(type(p.base) is np.ndarray and p.base.dtype == first.base.dtype and p.fn is first.fn
+        return all(type(p.base) in (np.ndarray, np.memmap) and p.base.dtype == first.base.dtype and p.fn is first.fn
                    and p.base.dtype.kind in "fiu" for p in parts)
 
     @property
@@ -438,19 +439,18 @@ def to_device_data(data: MultiTaskData, device: Any = None, dtype: Any = None, l
     cells, ``"auto"`` sparse when the matrix has at least `SPARSE_MIN_CELLS` cells of which at most
     `SPARSE_MAX_DENSITY` are labelled. Batches are the same either way.
 
-    On the CPU, in-memory features are not copied: the store reads them from the source rows on each gather and
-    standardises the gathered rows there (`SourceRows`: the same bits as a stored copy). Another device (CUDA)
-    holds a copy, since its memory is the device's, not the host's; streamed data stage into a memory-mapped file."""
+    On the CPU, features are not copied: the store reads them from the source rows on each gather (in memory, or the
+    memory-mapped file of a streamed table) and standardises the gathered rows there (`SourceRows`: the same bits as
+    a stored copy). Another device (CUDA) holds a copy, since its memory is the device's, not the host's; streamed
+    data stage it through a memory-mapped file, so the host never holds the part in its own memory."""
     if labels not in ("auto", "dense", "sparse"):
         raise ValueError(f"labels must be 'auto', 'dense' or 'sparse', got {labels!r}")
     dtype = dtype or torch.float32
     host = _host_dtype(dtype)
     label_tail = (data.spec.n_outputs,) if data.kind == "distribution" else ()
     parts = data.feature_rows()
-    # streamed data stage into a memory-mapped file: on the CPU the store is a tensor over it, another device copies
-    # the part from it (the host never holds the part in its own memory)
-    spill = data.spill_dir
-    lazy = READ_FROM_SOURCE and spill is None and torch.device(device if device is not None else "cpu").type == "cpu" \
+    spill = data.spill_dir  # where a streamed part stages on its way to another device
+    lazy = READ_FROM_SOURCE and torch.device(device if device is not None else "cpu").type == "cpu" \
         and SourceRows.eligible(parts)
     if not data.shared:
         assert data.ys is not None
