@@ -37,6 +37,12 @@ address space) and reports the highest VmData, RssAnon and RssFile polled from /
 command reading the folder into memory (it should fail under the cap). pyarrow's mimalloc pool reserves ~1 GB of
 address space, so the run sets ``ARROW_DEFAULT_MEMORY_POOL=system``.
 
+``--parquet FOLDER --ranks K``: ``mtlkit train hard-share --data FOLDER`` alone, then under ``torchrun
+--nproc_per_node=K ... --distributed`` with the ranks reading the folder together (each the features of its share
+of the row groups, into one file per machine) and with every rank reading all of it (the behaviour before); the
+peak sums over the ranks of Pss (shared pages split between the ranks that map them: what the ranks cost the
+machine), Pss_File, Pss_Anon and Rss, from /proc/PID/smaps_rollup every 0.2 s.
+
 Not a timed test: on a shared machine the seconds move with the load (printed at the end). Run::
 
     python benchmarks/scale.py                                  # every case, hard-share and tomato-el
@@ -44,6 +50,7 @@ Not a timed test: on a shared machine the seconds move with the load (printed at
     python benchmarks/scale.py --cases power-100,power-1000 --steps 100     # extrapolated epochs
     python benchmarks/scale.py --markdown                       # the table as Markdown
     python benchmarks/scale.py --parquet /tmp/pq --cap-mb 800 --control --epochs 1    # a folder under a cap
+    python benchmarks/scale.py --parquet /tmp/pq --ranks 2 --epochs 1 --threads 1    # ranks reading together
 """
 
 from __future__ import annotations
@@ -340,6 +347,77 @@ def run_capped(folder: Path, cap_mb: int, stream: bool, out: Path, threads: int,
             "seconds": time.perf_counter() - t0, **{k: round(v) for k, v in peaks.items()}, "last_line": tail[:200]}
 
 
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (torchrun's ranks)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(d.name))
+    return out
+
+
+def _watch_ranks(root: int, ranks: int, peaks: dict, stop) -> None:
+    """Poll every 0.2 s the data-holding processes (``root`` alone, or torchrun ``root``'s ranks) for the sums of
+    their Pss, Pss_File and Pss_Anon (/proc/PID/smaps_rollup: shared pages split between their sharers, so the sum
+    is what the processes cost the machine) and RssFile; keep each sum's highest value."""
+    keys = {"Pss": "pss_mb", "Pss_File": "pss_file_mb", "Pss_Anon": "pss_anon_mb", "Rss": "rss_mb"}
+    while not stop.is_set():
+        pids = [root] if ranks == 1 else _children(root)
+        total: dict = {}
+        for pid in pids:
+            try:
+                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                    k = line.split(":")[0]
+                    if k in keys:
+                        total[keys[k]] = total.get(keys[k], 0.0) + int(line.split()[1]) / 1024
+            except OSError:
+                continue
+        for k, v in total.items():
+            peaks[k] = max(peaks.get(k, 0.0), v)
+        stop.wait(0.2)
+
+
+def run_ranks(folder: Path, ranks: int, shared: bool, out: Path, threads: int, epochs: int) -> dict:
+    """`mtlkit train hard-share --data FOLDER` alone (``ranks`` = 1) or under ``torchrun --nproc_per_node=ranks
+    ... --distributed``, the ranks reading the folder together (``shared``) or each all of it (what every rank did
+    before they shared the reading); wall seconds and the peak sums of `_watch_ranks`."""
+    import threading
+
+    out.mkdir(parents=True, exist_ok=True)
+    script = out / "train.py"
+    patch = "" if shared else (
+        "import mtlkit.data.multitask as m; f = m.MultiTaskData.from_table\n"
+        "m.MultiTaskData.from_table = classmethod(lambda c, *a, **k: f.__func__(c, *a, **{**k, 'distributed': "
+        "False}))\n")
+    script.write_text(patch + "import os, sys\nfrom mtlkit.cli import main\ncode = main(sys.argv[1:])\n"
+                      "sys.stdout.flush(); sys.stderr.flush(); os._exit(code)\n")
+    args = ["train", "hard-share", "--data", str(folder), "--task", "task", "--target", "y", "--device", "cpu",
+            "--set", f"epochs={epochs}", "--quiet"]
+    launch = [sys.executable] if ranks == 1 else [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                                  f"--nproc_per_node={ranks}"]
+    cmd = [*launch, str(script), *args, *([] if ranks == 1 else ["--distributed"])]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "ARROW_DEFAULT_MEMORY_POOL": "system",
+           "MTLKIT_SPILL_DIR": str(out)}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peaks: dict = {}
+    stop = threading.Event()
+    th = threading.Thread(target=_watch_ranks, args=(proc.pid, ranks, peaks, stop), daemon=True)
+    th.start()
+    stdout, stderr = proc.communicate()
+    stop.set()
+    th.join()
+    last = [ln for ln in stdout.splitlines() if ln.startswith("mean test")] or stderr.strip().splitlines()[-1:] or ["?"]
+    return {"ranks": ranks, "read": "shared" if shared or ranks == 1 else "each rank all",
+            "returncode": proc.returncode, "seconds": round(time.perf_counter() - t0, 1),
+            **{k: round(v) for k, v in peaks.items()}, "last_line": last[-1][:200]}
+
+
 def parquet_main(args: argparse.Namespace) -> None:
     folder = Path(args.parquet)
     if not folder.exists() or not any(folder.glob("*.parquet")):
@@ -350,7 +428,13 @@ def parquet_main(args: argparse.Namespace) -> None:
     size = sum(f.stat().st_size for f in folder.glob("*.parquet"))
     raw = args.rows * D * 8 / 2**20
     rows = []
-    for stream in (True, False) if args.control else (True,):
+    if args.ranks > 1:
+        for r, shared in ((1, True), (args.ranks, True), (args.ranks, False)):
+            row = run_ranks(folder, r, shared, Path(args.out) / f"ranks-{r}-{shared}", args.threads, args.epochs)
+            row.update(folder_mb=round(size / 2**20), features_mb=round(raw))
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    for stream in () if args.ranks > 1 else (True, False) if args.control else (True,):
         r = run_capped(folder, args.cap_mb, stream, Path(args.out) / ("stream" if stream else "memory"), args.threads,
                        args.epochs)
         r.update(folder_mb=round(size / 2**20), features_mb=round(raw))
@@ -380,6 +464,8 @@ def main() -> None:
     ap.add_argument("--cap-mb", type=int, default=800, help="--parquet: RLIMIT_DATA of the bench process (MB)")
     ap.add_argument("--control", action="store_true", help="--parquet: also read the folder into memory (should fail)")
     ap.add_argument("--out", default="/tmp/mtlkit-scale-parquet", help="--parquet: bench results and spill files")
+    ap.add_argument("--ranks", type=int, default=1, help="--parquet: instead of the cap, `mtlkit train --data FOLDER` "
+                    "alone and under torchrun with this many ranks, reading together and each alone")
     args = ap.parse_args()
     if args.parquet:
         parquet_main(args)
