@@ -249,6 +249,11 @@ def test_a_failure_on_one_rank_is_raised_on_every_rank(tmp_path: Path) -> None:
         folder, task="shop", target="target", spill_dir=tmp_path, distributed=ranks))
     assert all(isinstance(e, DataError) and str(e) == str(single.value) for e in got), got
     assert "data row 151" in str(single.value)
+    # the folder missing on one machine only (rank 1 is given another path): an error there, not a wait elsewhere
+    got = _ThreadRanks(["a", "b"]).run(lambda ranks: MultiTaskData.from_table(
+        folder if ranks.rank == 0 else tmp_path / "absent", task="shop", target="target", spill_dir=tmp_path,
+        distributed=ranks))
+    assert all(isinstance(e, DataError) and str(e).endswith("absent (on rank 1)") for e in got), got
 
 
 def test_a_spill_folder_the_ranks_do_not_share_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -268,6 +268,12 @@ class MultiTaskData:
         rank gets the same data. Without streaming each rank reads the whole table, as before.
         """
         p = Path(path)
+        if distributed:  # the ranks take the same road (or all stop): a rank that streams waits for the others
+            from mtlkit.data.ranks import agree_on_path, resolve_ranks
+
+            distributed = resolve_ranks(distributed)
+            if distributed is not None:
+                agree_on_path(distributed, p)
         if stream is None:
             stream = p.is_dir()
         if stream:

@@ -72,6 +72,38 @@ def torch_ranks() -> Ranks:
     return Ranks(rank=dist.get_rank(), hosts=tuple(gather(machine_id())), gather=gather)
 
 
+def resolve_ranks(distributed: Any) -> Ranks | None:
+    """The `Ranks` a ``distributed`` argument names: itself, or the torch.distributed group's for True (a
+    collective); None for a single process."""
+    if not distributed:
+        return None
+    ranks = distributed if isinstance(distributed, Ranks) else torch_ranks()
+    return ranks if ranks.size > 1 else None
+
+
+def agree_on_path(ranks: Ranks, path: Any) -> None:
+    """A collective: every rank must see ``path``, and as the same kind (a folder or a file), or every rank raises,
+    naming the first rank that does not (so none goes on to read while another has stopped)."""
+    from pathlib import Path
+
+    p = Path(path)
+    told = ranks.gather(("missing" if not p.exists() else "folder" if p.is_dir() else "file", str(p)))
+    seen = [k for k, _ in told]
+    if "missing" in seen:
+        r = seen.index("missing")
+        raise DataError(f"no such file or folder: {told[r][1]} (on rank {r})")
+    if len(set(seen)) > 1:
+        raise DataError(f"{p} is a folder on rank {seen.index('folder')} but a file on rank {seen.index('file')}")
+
+
+def raise_any(ranks: Ranks, problem: str | None) -> None:
+    """A collective: every rank tells its problem (None: none); if any rank has one, every rank raises the first
+    (by rank) as a `DataError`, so no rank goes on to wait for one that stopped."""
+    found = [p for p in ranks.gather(problem) if p]
+    if found:
+        raise DataError(found[0])
+
+
 def shared_spill_array(shape: tuple[int, ...], dtype: Any, directory: str, ranks: Ranks) -> np.ndarray:
     """A zero-filled writable memory map of ``shape`` that all ranks of a machine map from one file in
     ``directory``: the machine's first rank creates it, every rank opens it, then its name is unlinked (the disk

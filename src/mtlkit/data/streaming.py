@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -112,27 +113,29 @@ def _read_row_group(group: Any, columns: list[str], o: int, scan: dict[str, Any]
         o += n
 
 
-def read_parquet_stream(cls: Any, path: str | Path, task: str, target: str, features: Sequence[str] | None = None,
-                        kind: str | None = None, categorical: bool | Sequence[str] = False,
-                        spill: str | Path | None = None, distributed: Any = False, **kwargs: Any) -> Any:
-    """`MultiTaskData.from_table(..., stream=True)` on a Parquet file or folder: one pass over the record batches
-    validates every cell (numeric, finite, no blanks; data rows counted from 1 across the files in the data set's
-    order), collects the task ids and targets, and writes the features to a memory-mapped float64 file.
-    ``distributed``: the ranks of the initialised ``torch.distributed`` group (True) or the given `Ranks` read it
-    together (a collective: every rank calls this), each the features of its share of the row groups into its
-    machine's one shared file."""
+@dataclass
+class _Plan:
+    """What reading a Parquet data set needs, known before any row is read (the same on every rank)."""
+
+    dset: Any
+    where: str
+    feats: list[str]
+    groups: list[tuple[Any, int]]  # each row group's fragment and rows, in the data set's order
+    starts: np.ndarray  # each row group's first row, and N
+    directory: str
+
+
+def _plan(path: Path, task: str, target: str, features: Sequence[str] | None, categorical: bool | Sequence[str],
+          spill: str | Path | None) -> _Plan:
+    """Open the data set and check what can be checked without reading rows: the columns (present, unique,
+    numeric), the row groups (at least one row), the spill directory. A `DataError` otherwise."""
     try:
         import pyarrow as pa
         import pyarrow.dataset as pads
     except ImportError as e:
         raise DataError("reading Parquet needs pyarrow: pip install 'mtlkit[parquet]'") from e
-    from mtlkit.data.kinds import resolve_kind
-    from mtlkit.data.multitask import _class_counts
-    from mtlkit.data.rows import Rows
-    from mtlkit.data.spec import TaskSpec
     from mtlkit.data.table import _check_unique_columns
 
-    path = Path(path)
     where = path.name
     if not path.exists():
         raise DataError(f"no such file or folder: {path}")
@@ -170,17 +173,39 @@ def read_parquet_stream(cls: Any, path: str | Path, task: str, target: str, feat
     except Exception as e:
         raise DataError(f"cannot read {where} as Parquet: {str(e).splitlines()[0] if str(e) else e!r}") from e
     starts = np.concatenate([[0], np.cumsum([n for _, n in groups], dtype=np.int64)]).astype(np.int64)
-    N = int(starts[-1])
-    if N == 0:
+    if int(starts[-1]) == 0:
         raise DataError(f"{where} has columns but no rows")
-    directory = spill_dir(spill)
-    ranks = None
-    if distributed:
-        from mtlkit.data.ranks import Ranks, torch_ranks
+    return _Plan(dset, where, feats, groups, starts, spill_dir(spill))
 
-        ranks = distributed if isinstance(distributed, Ranks) else torch_ranks()
-        if ranks.size == 1:
-            ranks = None
+
+def read_parquet_stream(cls: Any, path: str | Path, task: str, target: str, features: Sequence[str] | None = None,
+                        kind: str | None = None, categorical: bool | Sequence[str] = False,
+                        spill: str | Path | None = None, distributed: Any = False, **kwargs: Any) -> Any:
+    """`MultiTaskData.from_table(..., stream=True)` on a Parquet file or folder: one pass over the record batches
+    validates every cell (numeric, finite, no blanks; data rows counted from 1 across the files in the data set's
+    order), collects the task ids and targets, and writes the features to a memory-mapped float64 file.
+    ``distributed``: the ranks of the initialised ``torch.distributed`` group (True) or the given `Ranks` read it
+    together (a collective: every rank calls this), each the features of its share of the row groups into its
+    machine's one shared file. A rank's error (a folder missing on one machine, a bad cell in its share) is raised
+    on every rank, so none is left waiting for the others."""
+    from mtlkit.data.kinds import resolve_kind
+    from mtlkit.data.multitask import _class_counts
+    from mtlkit.data.ranks import raise_any, resolve_ranks
+    from mtlkit.data.rows import Rows
+    from mtlkit.data.spec import TaskSpec
+
+    path = Path(path)
+    ranks = resolve_ranks(distributed)
+    if ranks is None:
+        plan = _plan(path, task, target, features, categorical, spill)
+    else:
+        try:
+            plan, problem = _plan(path, task, target, features, categorical, spill), None
+        except DataError as e:
+            problem = str(e)
+        raise_any(ranks, problem)
+    where, feats, groups, starts, directory = plan.where, plan.feats, plan.groups, plan.starts, plan.directory
+    N = int(starts[-1])
     if ranks is None:
         X = spill_array((N, len(feats)), np.float64, directory)
         mine = np.ones(len(groups), dtype=bool)
@@ -194,9 +219,11 @@ def read_parquet_stream(cls: Any, path: str | Path, task: str, target: str, feat
     ids: dict[str, int] = {}
     # one batch at a time, no prefetching threads, column chunks streamed (not pre-buffered): memory is bounded
     # by a row group's decoded columns, not by pyarrow's read-ahead
-    scan = dict(schema=dset.schema, batch_size=BATCH_ROWS, batch_readahead=0, fragment_readahead=0, use_threads=False,
-                fragment_scan_options=pads.ParquetFragmentScanOptions(pre_buffer=False, use_buffered_stream=True,
-                                                                      buffer_size=1 << 20))
+    import pyarrow.dataset as pads  # present: _plan checked
+
+    options = pads.ParquetFragmentScanOptions(pre_buffer=False, use_buffered_stream=True, buffer_size=1 << 20)
+    scan = dict(schema=plan.dset.schema, batch_size=BATCH_ROWS, batch_readahead=0, fragment_readahead=0,
+                use_threads=False, fragment_scan_options=options)
     failure: tuple[tuple[int, int], str] | None = None
     for g, (group, _) in enumerate(groups):
         try:
