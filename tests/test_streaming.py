@@ -112,14 +112,14 @@ def test_streaming_errors_name_the_column_and_the_row(tmp_path: Path) -> None:
     first = pq.read_metadata(folder / "part-0.parquet").num_rows
     with pytest.raises(DataError, match=f"'f0' of data holds inf in data row {first + 4}"):
         MultiTaskData.from_table(folder, task="shop", target="target", spill_dir=tmp_path)
-    with pytest.raises(DataError, match="categorical"):
-        MultiTaskData.from_table(folder, task="shop", target="target", categorical=True, spill_dir=tmp_path)
+    with pytest.raises(DataError, match=r"categorical column\(s\) \['nope'\] are not feature columns of data"):
+        MultiTaskData.from_table(folder, task="shop", target="target", categorical=["nope"], spill_dir=tmp_path)
     with pytest.raises(DataError, match="no column"):
         MultiTaskData.from_table(folder, task="nope", target="target", spill_dir=tmp_path)
     words = tmp_path / "words"
     words.mkdir()
     pq.write_table(pa.table({"shop": ["a", "b"], "w": ["x", "y"], "target": [1.0, 2.0]}), words / "p.parquet")
-    with pytest.raises(DataError, match="'w' of words is not numeric"):
+    with pytest.raises(DataError, match="'w' of words is not numeric .*pass categorical=True"):
         MultiTaskData.from_table(words, task="shop", target="target", spill_dir=tmp_path)
     nulls = tmp_path / "nulls"
     nulls.mkdir()
@@ -282,3 +282,45 @@ def test_a_spill_folder_the_ranks_do_not_share_is_named(tmp_path: Path, monkeypa
     assert all(isinstance(e, DataError) for e in got), got
     assert len({str(e) for e in got}) == 1 and "MTLKIT_SPILL_DIR" in str(got[0]) and "rank 1" in str(got[0])
     assert list(spill.iterdir()) == []
+
+
+def _with_categories(tmp_path: Path, blank: bool = False) -> Path:
+    """The five-task folder plus a text column ``city`` (values in no sorted order, one only in the last file) and
+    an integer ``grade`` to encode as well; ``blank``: two empty ``city`` cells."""
+    folder = _row_groups(_folder(tmp_path))
+    rng = np.random.default_rng(3)
+    for i, f in enumerate(sorted(folder.iterdir())):
+        t = pq.read_table(f)
+        city = rng.choice(["Zug", "Bern", "aarau", "Genève"] + (["Chur"] if i == 2 else []), t.num_rows).astype(object)
+        if blank and i == 1:
+            city[[4, 9]] = ["", None]
+        grade = rng.integers(1, 4, t.num_rows)
+        t = t.append_column("city", pa.array(list(city), pa.string())).append_column("grade", pa.array(grade))
+        pq.write_table(t, f, row_group_size=20)
+    return folder
+
+
+@pytest.mark.parametrize("categorical", [True, ["grade", "city"]])
+def test_streamed_categorical_columns_are_one_hot_as_in_memory(tmp_path: Path, categorical) -> None:
+    """Categorical columns stream: one pass collects each column's categories, the next writes the one-hot columns;
+    the features (names, order, values) are those of pandas' ``get_dummies`` on the table read into memory, alone
+    and with two ranks reading together."""
+    pytest.importorskip("pandas")
+    folder = _with_categories(tmp_path)
+    s, m = _both(folder, tmp_path, categorical=categorical)
+    assert s.feature_names == m.feature_names and s.checksum() == m.checksum()
+    assert "city_Chur" in s.feature_names and s.feature_names.index("city_Bern") < s.feature_names.index("city_aarau")
+    assert ("grade_1" in s.feature_names) == (categorical is not True)
+    for t in range(s.n_tasks):
+        assert np.array_equal(s.task_arrays(t)[0], m.task_arrays(t)[0])
+    got = _ThreadRanks(["a", "a"]).run(lambda ranks: MultiTaskData.from_table(
+        folder, task="shop", target="target", spill_dir=tmp_path, categorical=categorical, distributed=ranks))
+    assert all(isinstance(d, MultiTaskData) and d.checksum() == m.checksum() for d in got), got
+
+
+def test_a_blank_categorical_cell_is_named(tmp_path: Path) -> None:
+    folder = _with_categories(tmp_path, blank=True)
+    first = pq.read_metadata(folder / "part-0.parquet").num_rows
+    with pytest.raises(DataError, match=f"categorical column 'city' of data has 2 blank cell\\(s\\); the first is in "
+                                        f"data row {first + 5}$"):
+        MultiTaskData.from_table(folder, task="shop", target="target", categorical=True, spill_dir=tmp_path)

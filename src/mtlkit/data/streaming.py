@@ -9,6 +9,10 @@ pages of the mapped files are the kernel's cache, written back and dropped under
 hence the batches and a training run, are those of the in-memory `read_table` on the same table (the same
 float64 features, the same row order within each task).
 
+Categorical feature columns (``categorical``) take one more pass, over those columns alone, for each one's
+sorted categories; the feature pass then writes their one-hot columns, named and ordered as pandas'
+``get_dummies`` names and orders them for the in-memory reader.
+
 Reading holds one Parquet row group's decoded columns at a time (a few times the row group's size: write data
 meant to stream with row groups of tens of MB, e.g. ``row_group_size=16384`` rows of 100 float64 features).
 
@@ -71,12 +75,46 @@ def row_group_owners(starts: np.ndarray, n: int) -> np.ndarray:
     return np.minimum(starts[:-1] * n // N, n - 1).astype(np.int64)
 
 
+def _categories(plan: _Plan, scan: dict[str, Any]) -> list[np.ndarray]:
+    """Each categorical column's sorted distinct values (the order of pandas' ``get_dummies``), read from every row
+    group; a `DataError` naming the first column with a blank cell (null, or text that is only whitespace), its
+    count and first data row."""
+    seen: list[Any] = [None] * len(plan.categorical)
+    blanks = [0] * len(plan.categorical)
+    first = [0] * len(plan.categorical)
+    for (group, _), o in zip(plan.groups, plan.starts[:-1].tolist(), strict=True):
+        for batch in group.to_batches(columns=plan.categorical, **scan):
+            for k in range(len(plan.categorical)):
+                col = batch.column(k)
+                v = col.to_numpy(zero_copy_only=False)
+                blank = np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+                if v.dtype == object:
+                    blank |= np.array([isinstance(x, str) and not x.strip() for x in v], dtype=bool)
+                if blank.any():
+                    if not blanks[k]:
+                        first[k] = o + int(np.argmax(blank)) + 1
+                    blanks[k] += int(blank.sum())
+                    continue
+                u = np.unique(v)
+                seen[k] = u if seen[k] is None else np.union1d(seen[k], u)
+            o += batch.num_rows
+    for k, c in enumerate(plan.categorical):
+        if blanks[k]:
+            raise DataError(f"categorical column {c!r} of {plan.where} has {blanks[k]} blank cell(s); the first is in "
+                            f"data row {first[k]}")
+    return [s if s is not None else np.array([]) for s in seen]
+
+
 def _read_row_group(group: Any, columns: list[str], o: int, scan: dict[str, Any], where: str, codes: np.ndarray,
-                    ids: dict[str, int], y: np.ndarray, X: np.ndarray) -> None:
+                    ids: dict[str, int], y: np.ndarray, X: np.ndarray,
+                    onehot: Sequence[tuple[np.ndarray, int]] = ()) -> None:
     """Read one row group (data rows ``o + 1, ...``) batch by batch: check every cell of ``columns`` (the task
-    column, the target, and the features when they are in it), code the task ids (new ones in order of first
-    appearance), and write the targets into ``y`` and the features into ``X``."""
+    column, the target, and the features when they are in it: the numeric ones, then the categorical ones, whose
+    sorted categories and first column in ``X`` are ``onehot``), code the task ids (new ones in order of first
+    appearance), and write the targets into ``y`` and the features into ``X`` (a categorical column as a 1 in its
+    value's column; its cells were checked by `_categories`)."""
     task = columns[0]
+    n_plain = len(columns) - len(onehot)
     for batch in group.to_batches(columns=columns, **scan):
         n = batch.num_rows
         if n == 0:
@@ -94,7 +132,10 @@ def _read_row_group(group: Any, columns: list[str], o: int, scan: dict[str, Any]
         for i in np.argsort(first, kind="stable"):  # new tasks in order of first appearance
             local[i] = ids.setdefault(str(names[i]), len(ids))
         codes[o:o + n] = local[inv]
-        for j, c in enumerate(columns[1:]):
+        for k, (cats, col0) in enumerate(onehot):
+            v = batch.column(n_plain + k).to_numpy(zero_copy_only=False)
+            X[np.arange(o, o + n), col0 + np.searchsorted(cats, v)] = 1.0
+        for j, c in enumerate(columns[1:n_plain]):
             col = batch.column(1 + j)
             nulls = np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
             what = "target column" if j == 0 else "feature column"
@@ -119,7 +160,8 @@ class _Plan:
 
     dset: Any
     where: str
-    feats: list[str]
+    numeric: list[str]  # numeric feature columns, in the table's (or the feature list's) order
+    categorical: list[str]  # feature columns to one-hot encode, in the order given (or the table's)
     groups: list[tuple[Any, int]]  # each row group's fragment and rows, in the data set's order
     starts: np.ndarray  # each row group's first row, and N
     directory: str
@@ -139,9 +181,6 @@ def _plan(path: Path, task: str, target: str, features: Sequence[str] | None, ca
     where = path.name
     if not path.exists():
         raise DataError(f"no such file or folder: {path}")
-    if categorical:
-        raise DataError("categorical columns cannot be one-hot encoded while streaming; encode them first (or read "
-                        "the table into memory: stream=False)")
     if task == target:
         raise DataError(f"the task and the target name the same column {task!r}")
     try:
@@ -163,11 +202,26 @@ def _plan(path: Path, task: str, target: str, features: Sequence[str] | None, ca
                             f"{clash[0]!r}")
     if not feats:
         raise DataError(f"{where} has no feature columns besides {task!r} and {target!r}")
-    for c in [*feats, target]:
+    def is_numeric(c: str) -> bool:
         t = schema.field(c).type
-        if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
-            what = "target column" if c == target else "feature column"
-            raise DataError(f"{what} {c!r} of {where} is not numeric (Parquet type {t}); encode it first")
+        return bool(pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t))
+
+    if categorical is True:
+        cat = [c for c in feats if not is_numeric(c)]
+    elif categorical is False:
+        cat = []
+    else:
+        cat = list(categorical)
+        unknown = [c for c in cat if c not in feats]
+        if unknown:
+            raise DataError(f"categorical column(s) {unknown} are not feature columns of {where}")
+    if not is_numeric(target):
+        raise DataError(f"target column {target!r} of {where} is not numeric (Parquet type "
+                        f"{schema.field(target).type}); encode it first")
+    for c in feats:
+        if c not in cat and not is_numeric(c):
+            raise DataError(f"feature column {c!r} of {where} is not numeric (Parquet type {schema.field(c).type}); "
+                            "encode it, or pass categorical=True (CLI: --categorical) to one-hot it")
     try:  # the data set's row groups, in the order of its files (the order the in-memory reader concatenates)
         groups = [(g, g.row_groups[0].num_rows) for frag in dset.get_fragments() for g in frag.split_by_row_group()]
     except Exception as e:
@@ -175,7 +229,7 @@ def _plan(path: Path, task: str, target: str, features: Sequence[str] | None, ca
     starts = np.concatenate([[0], np.cumsum([n for _, n in groups], dtype=np.int64)]).astype(np.int64)
     if int(starts[-1]) == 0:
         raise DataError(f"{where} has columns but no rows")
-    return _Plan(dset, where, feats, groups, starts, spill_dir(spill))
+    return _Plan(dset, where, [c for c in feats if c not in cat], cat, groups, starts, spill_dir(spill))
 
 
 def read_parquet_stream(cls: Any, path: str | Path, task: str, target: str, features: Sequence[str] | None = None,
@@ -204,19 +258,8 @@ def read_parquet_stream(cls: Any, path: str | Path, task: str, target: str, feat
         except DataError as e:
             problem = str(e)
         raise_any(ranks, problem)
-    where, feats, groups, starts, directory = plan.where, plan.feats, plan.groups, plan.starts, plan.directory
+    where, numeric, groups, starts, directory = plan.where, plan.numeric, plan.groups, plan.starts, plan.directory
     N = int(starts[-1])
-    if ranks is None:
-        X = spill_array((N, len(feats)), np.float64, directory)
-        mine = np.ones(len(groups), dtype=bool)
-    else:
-        from mtlkit.data.ranks import shared_spill_array
-
-        X = shared_spill_array((N, len(feats)), np.float64, directory, ranks)
-        mine = row_group_owners(starts, len(ranks.local)) == ranks.local_index
-    y = np.empty(N)
-    codes = np.empty(N, dtype=np.int64)
-    ids: dict[str, int] = {}
     # one batch at a time, no prefetching threads, column chunks streamed (not pre-buffered): memory is bounded
     # by a row group's decoded columns, not by pyarrow's read-ahead
     import pyarrow.dataset as pads  # present: _plan checked
@@ -224,11 +267,38 @@ def read_parquet_stream(cls: Any, path: str | Path, task: str, target: str, feat
     options = pads.ParquetFragmentScanOptions(pre_buffer=False, use_buffered_stream=True, buffer_size=1 << 20)
     scan = dict(schema=plan.dset.schema, batch_size=BATCH_ROWS, batch_readahead=0, fragment_readahead=0,
                 use_threads=False, fragment_scan_options=options)
+    cats: list[np.ndarray] = []
+    if plan.categorical:  # a first pass over the categorical columns (every rank: all need the same columns)
+        try:
+            cats, problem = _categories(plan, scan), None
+        except Exception as e:
+            if ranks is None:
+                raise
+            problem = str(e) if isinstance(e, DataError) else f"cannot read {where} as Parquet: {e}"
+        if ranks is not None:
+            raise_any(ranks, problem)
+    names = [*numeric, *(f"{c}_{v}" for c, cs in zip(plan.categorical, cats, strict=True) for v in cs)]
+    bases = np.cumsum([len(numeric), *(len(cs) for cs in cats)])[:-1].tolist()
+    onehot = list(zip(cats, bases, strict=True))
+    if ranks is None:
+        X = spill_array((N, len(names)), np.float64, directory)
+        mine = np.ones(len(groups), dtype=bool)
+    else:
+        from mtlkit.data.ranks import shared_spill_array
+
+        X = shared_spill_array((N, len(names)), np.float64, directory, ranks)
+        mine = row_group_owners(starts, len(ranks.local)) == ranks.local_index
+    y = np.empty(N)
+    codes = np.empty(N, dtype=np.int64)
+    ids: dict[str, int] = {}
     failure: tuple[tuple[int, int], str] | None = None
     for g, (group, _) in enumerate(groups):
         try:
-            _read_row_group(group, [task, target, *feats] if mine[g] else [task, target], int(starts[g]), scan,
-                            where, codes, ids, y, X)
+            if mine[g]:
+                _read_row_group(group, [task, target, *numeric, *plan.categorical], int(starts[g]), scan, where,
+                                codes, ids, y, X, onehot)
+            else:
+                _read_row_group(group, [task, target], int(starts[g]), scan, where, codes, ids, y, X)
         except Exception as e:  # every rank learns of any rank's failure (no rank is left waiting for another)
             msg = str(e) if isinstance(e, DataError) else \
                 f"cannot read {where} as Parquet: {str(e).splitlines()[0] if str(e) else e!r}"
@@ -249,6 +319,6 @@ def read_parquet_stream(cls: Any, path: str | Path, task: str, target: str, feat
     ys = [y[i] for i in index]
     spec = TaskSpec(kind, tuple(ids), _class_counts(kind, None, ys, T), labels)
     kwargs.setdefault("name", path.stem)
-    data = cls(spec, xs=[Rows(X, i) for i in index], ys=ys, feature_names=[str(c) for c in feats],
+    data = cls(spec, xs=[Rows(X, i) for i in index], ys=ys, feature_names=[str(c) for c in names],
                spill_dir=directory, **kwargs)
     return data.require_two_classes()
