@@ -324,3 +324,10 @@ def test_a_blank_categorical_cell_is_named(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=f"categorical column 'city' of data has 2 blank cell\\(s\\); the first is in "
                                         f"data row {first + 5}$"):
         MultiTaskData.from_table(folder, task="shop", target="target", categorical=True, spill_dir=tmp_path)
+    nan = tmp_path / "nan"
+    nan.mkdir()
+    pq.write_table(pa.table({"shop": ["a", "b", "a"], "f": [1.0, 2.0, 3.0], "score": [0.5, np.nan, 0.5],
+                             "target": [1.0, 2.0, 3.0]}), nan / "p.parquet")
+    with pytest.raises(DataError, match="categorical column 'score' of nan has 1 blank cell\\(s\\); the first is in "
+                                        "data row 2"):  # NaN is no category (pandas: isna)
+        MultiTaskData.from_table(nan, task="shop", target="target", categorical=["score"], spill_dir=tmp_path)

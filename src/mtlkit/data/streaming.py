@@ -77,8 +77,8 @@ def row_group_owners(starts: np.ndarray, n: int) -> np.ndarray:
 
 def _categories(plan: _Plan, scan: dict[str, Any]) -> list[np.ndarray]:
     """Each categorical column's sorted distinct values (the order of pandas' ``get_dummies``), read from every row
-    group; a `DataError` naming the first column with a blank cell (null, or text that is only whitespace), its
-    count and first data row."""
+    group; a `DataError` naming the first column with a blank cell (null, NaN, or text that is only whitespace),
+    its count and first data row."""
     seen: list[Any] = [None] * len(plan.categorical)
     blanks = [0] * len(plan.categorical)
     first = [0] * len(plan.categorical)
@@ -90,6 +90,8 @@ def _categories(plan: _Plan, scan: dict[str, Any]) -> list[np.ndarray]:
                 blank = np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
                 if v.dtype == object:
                     blank |= np.array([isinstance(x, str) and not x.strip() for x in v], dtype=bool)
+                elif v.dtype.kind == "f":  # NaN: no value (pandas' isna), not a category
+                    blank |= np.isnan(v)
                 if blank.any():
                     if not blanks[k]:
                         first[k] = o + int(np.argmax(blank)) + 1
