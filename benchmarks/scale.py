@@ -209,14 +209,14 @@ def _partial_epoch(method: str, split, steps: int):
     shared = parts.shared_parameters(model) if parts.shared_parameters is not None else params
     w = torch.full((info.n_tasks,), 1.0 / info.n_tasks)
     sampler = TaskBatchSampler(train, hp["batch_size"], seed=0)
-    stamps, c0 = [time.perf_counter()], time.process_time()
+    stamps, cpu = [time.perf_counter()], [time.process_time()]
     model.train()
     for i, batch in enumerate(sampler.epoch()):
         training_step(parts, model, loss, batch, w, opt, shared)
         stamps.append(time.perf_counter())
+        cpu.append(time.process_time())
         if i + 1 == steps:
             break
-    cpu_steps = time.process_time() - c0
     model.eval()
     v0, cv0 = time.perf_counter(), time.process_time()
     mean_task_loss(model, loss, val)
@@ -224,10 +224,10 @@ def _partial_epoch(method: str, split, steps: int):
     done = len(stamps) - 1
     first = stamps[1] - stamps[0]  # includes drawing the epoch's indices
     per_step = (stamps[-1] - stamps[1]) / max(1, done - 1)
-    cpu_per_step = cpu_steps / done
+    cpu_first, cpu_per_step = cpu[1] - cpu[0], (cpu[-1] - cpu[1]) / max(1, done - 1)  # as the seconds: first apart
     return model, {"epochs": f"{done} of {len(sampler)} steps",
                    "s_per_epoch": first + (len(sampler) - 1) * per_step + val_s,
-                   "cpu_s_per_epoch": cpu_per_step * len(sampler) + val_cpu,
+                   "cpu_s_per_epoch": cpu_first + (len(sampler) - 1) * cpu_per_step + val_cpu, "first_step_s": first,
                    "steps_per_epoch": len(sampler), "s_per_step": per_step, "val_s": val_s}
 
 

@@ -78,8 +78,11 @@ LAYOUTS = ["tasks", "tasks-image", "one-base", "shared", "shared-image"]
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("x_dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("store", [torch.float32, torch.float64])
+@pytest.mark.parametrize("gather", [None, 13])  # 13 elements: each gather read and standardised a row or two at a time
 def test_store_batches_and_chunks_are_the_stored_copys(monkeypatch: pytest.MonkeyPatch, layout: str,
-                                                       x_dtype: type, store: torch.dtype) -> None:
+                                                       x_dtype: type, store: torch.dtype, gather: int | None) -> None:
+    if gather is not None:
+        monkeypatch.setattr(tensors, "GATHER_ELEMENTS", gather)
     split = _data(layout, x_dtype).split(test=0.2, val=0.2, seed=0)
     norm = Normalizer.fit(split.train)
     for part in (split.train, split.val):

@@ -47,6 +47,9 @@ SPARSE_MIN_CELLS = 1 << 22
 SPARSE_MAX_DENSITY = 0.25
 #: Host rows converted at a time when building a shared-input label store (bounds the temporaries).
 _BLOCK_CELLS = 1 << 22
+#: Feature elements a CPU store reads and standardises at a time within one gather (`SourceRows.rows`): bounds the
+#: float64 temporaries of a large batch (T x B rows) to 16 MiB.
+GATHER_ELEMENTS = 1 << 21
 #: CPU stores read their features from the source rows per gather (`SourceRows`) instead of holding a standardised
 #: copy; False restores the copy (the same bits either way: tests compare the two).
 READ_FROM_SOURCE = True
@@ -195,9 +198,10 @@ class SourceRows:
             np.take(bases[pid[a]], src[a:b], axis=0, out=raw[a:b])
         return raw
 
-    def _mapped(self, raw: np.ndarray) -> np.ndarray:
-        """``fn(raw)`` cast to ``host`` (what staging wrote). Standardisation runs in place on the float64 copy,
-        the ops ``(X - mean) / std`` make (numpy casts X to float64 first), the last one writing ``host``."""
+    def _mapped(self, raw: np.ndarray, out: np.ndarray) -> None:
+        """Write ``fn(raw)`` cast to ``host`` (what staging wrote) into ``out``. Standardisation runs in place on
+        the float64 copy, the ops ``(X - mean) / std`` make (numpy casts X to float64 first), the last one writing
+        ``out``."""
         fn = self.fn
         if (isinstance(fn, functools.partial) and fn.func is _standardize and not fn.args
                 and set(fn.keywords) == {"mean", "std"}):
@@ -205,20 +209,25 @@ class SourceRows:
             if np.result_type(raw.dtype, mean.dtype, std.dtype) == np.float64:
                 d = raw if raw.dtype == np.float64 else np.empty(raw.shape, dtype=np.float64)
                 np.subtract(raw, mean, out=d)  # X cast to float64 by the ufunc, as in ``X - mean``
-                out = d if self.host == np.float64 else np.empty(d.shape, dtype=self.host)
-                return np.divide(d, std, out=out, casting="same_kind")
-        mapped = raw if fn is None else fn(raw)
-        return np.asarray(mapped, dtype=self.host)
+                np.divide(d, std, out=out, casting="same_kind")
+                return
+        out[...] = np.asarray(raw if fn is None else fn(raw), dtype=self.host)
 
     def rows(self, rows: np.ndarray) -> np.ndarray:
-        """Rows ``rows`` [M] (int64) of the store on the host, as ``host`` dtype ``[M, ...]``."""
+        """Rows ``rows`` [M] (int64) of the store on the host, as ``host`` dtype ``[M, ...]``. Read and mapped
+        `GATHER_ELEMENTS` at a time into the output, so a large batch (T x B rows) costs its own size, not three
+        times it in float64 temporaries."""
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-        if not self.pad or not len(rows) or int(rows.max()) < self.n_data:
-            return self._mapped(self._raw(rows))
-        valid = rows < self.n_data  # padding positions read the zero row: only the others are read and mapped
-        out = np.zeros((len(rows), *self.feature_shape), dtype=self.host)
-        if valid.any():
-            out[valid] = self._mapped(self._raw(rows[valid]))
+        out = np.empty((len(rows), *self.feature_shape), dtype=self.host)
+        if self.pad and len(rows) and int(rows.max()) >= self.n_data:
+            valid = rows < self.n_data  # padding positions read the zero row: only the others are read and mapped
+            out[~valid] = 0
+            if valid.any():
+                out[valid] = self.rows(rows[valid])
+            return out
+        step = max(1, GATHER_ELEMENTS // max(1, int(np.prod(self.feature_shape, dtype=np.int64))))
+        for i in range(0, len(rows), step):
+            self._mapped(self._raw(rows[i:i + step]), out[i:i + step])
         return out
 
     def gather(self, rows: torch.Tensor) -> torch.Tensor:
