@@ -219,7 +219,7 @@ def _partial_epoch(method: str, split, steps: int):
             break
     model.eval()
     v0, cv0 = time.perf_counter(), time.process_time()
-    mean_task_loss(model, loss, val)
+    mean_task_loss(model, loss, val, val.chunk_width(at_least=hp["batch_size"]))  # as fit_sgd chunks validation
     val_s, val_cpu = time.perf_counter() - v0, time.process_time() - cv0
     done = len(stamps) - 1
     first = stamps[1] - stamps[0]  # includes drawing the epoch's indices

@@ -341,6 +341,10 @@ def test_chunk_width_keeps_the_single_chunk_for_balanced_data() -> None:
                                           [rng.normal(size=n) for n in (600, 5, 5)]).tensors()
     assert 3 * unbalanced.chunk_width() * wide <= EVAL_ELEMENTS
     assert _hetero(UNBALANCED).tensors().chunk_width() == max(UNBALANCED)  # small: one chunk
+    # no smaller than a training batch (the memory a step takes anyway), never wider than the data
+    width = unbalanced.chunk_width()
+    assert unbalanced.chunk_width(at_least=width + 1) == width + 1 and unbalanced.chunk_width(at_least=2) == width
+    assert unbalanced.chunk_width(at_least=10**6) == 600 and balanced.chunk_width(at_least=2) == 600
 
 
 def test_chunk_width_bounds_very_large_balanced_data(monkeypatch: pytest.MonkeyPatch) -> None:

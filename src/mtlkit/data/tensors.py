@@ -384,23 +384,27 @@ class DeviceData:
         y = self.y_rows.index_select(0, flat).view(T, C, *self._label_tail())
         return Batch(x=x, y=y, mask=mask, shared=False)
 
-    def chunk_width(self, max_elements: int = EVAL_ELEMENTS, limit: int = MAX_CHUNK) -> int:
-        """Positions per evaluation chunk (at least 1, at most ``limit``).
+    def chunk_width(self, max_elements: int = EVAL_ELEMENTS, limit: int = MAX_CHUNK, at_least: int = 1) -> int:
+        """Positions per evaluation chunk (at least ``at_least`` and 1, at most ``limit`` and the positions).
 
         Heterogeneous tasks: the whole padded width (the padded implementation's one chunk, so the same numbers)
         when ``T x max_n`` rows hold at most ``max(max_elements, min(2 x the rows held, MAX_SINGLE_CHUNK))``
         elements: small data, or tasks balanced enough that padding at most doubles them (up to 64 MiB of input);
         otherwise as many positions as ``max_elements`` allows (unbalanced or very large data: memory bounded
         whatever the data). Shared input: as many rows as ``max_elements`` allows, counting each row's features
-        and its T labels."""
+        and its T labels. ``at_least``: e.g. the training batch size, so that a chunk is no smaller than a
+        training batch (whose memory the training step takes anyway): with many tasks the budget alone would allow
+        a few positions per chunk, and a model's per-forward cost (e.g. TOMATO's T topic-task weights) would be
+        paid thousands of times per evaluation."""
         per_row = int(np.prod(self.feature_shape)) if self.feature_shape else 1
         N = max(1, self.n_rows)
+        floor = max(1, min(limit, N, at_least))
         if self.shared:
-            return max(1, min(limit, N, max_elements // (per_row + self.n_tasks)))
+            return max(floor, min(limit, N, max_elements // (per_row + self.n_tasks)))
         T = max(1, self.n_tasks)
         if T * N * per_row <= max(max_elements, min(2 * self.n_total * per_row, MAX_SINGLE_CHUNK)):
             return min(limit, N)
-        return max(1, min(limit, N, max_elements // (T * per_row)))
+        return max(floor, min(limit, N, max_elements // (T * per_row)))
 
     def chunks(self, size: int | None = None) -> Iterator[Batch]:
         """Full-data evaluation in padded-column chunks of ``size`` positions (all at once when None or <= 0)."""

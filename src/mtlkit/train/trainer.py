@@ -252,8 +252,8 @@ def fit_sgd(parts: MethodParts, loss: TaskLoss, train: DeviceData, val: DeviceDa
     writes checkpoints and TensorBoard logs; a resumed distributed run restores rank 0's RNG state on
     every rank (bitwise resume holds without dropout).
 
-    ``eval_chunk``: positions of every task per validation forward (default `DeviceData.chunk_width`: bounded
-    memory, see `mean_task_loss`).
+    ``eval_chunk``: positions of every task per validation forward (default `DeviceData.chunk_width` with at least
+    the batch size: bounded memory, see `mean_task_loss`).
 
     ``epoch_callback(epoch, val_loss)``: called after each epoch with the task-weighted mean validation loss (the
     early-stopping score); it may raise to stop training (tuning's pruner raises ``optuna.TrialPruned``).
@@ -293,6 +293,8 @@ def fit_sgd(parts: MethodParts, loss: TaskLoss, train: DeviceData, val: DeviceDa
                                rank=dist.rank if dist is not None else 0,
                                world_size=dist.world_size if dist is not None else 1)
     steps = len(sampler)
+    # a validation chunk no smaller than a training batch (see `DeviceData.chunk_width`)
+    val_chunk = eval_chunk if eval_chunk is not None or val is None else val.chunk_width(at_least=hp["batch_size"])
     shared = parts.shared_parameters(model) if parts.shared_parameters is not None else params
     hist = History()
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -385,7 +387,7 @@ def fit_sgd(parts: MethodParts, loss: TaskLoss, train: DeviceData, val: DeviceDa
                 end_hook = getattr(parts.combiner, "epoch_end", None)
                 if end_hook is not None:  # e.g. DWA, STCH: the epoch's mean training loss per task (no sync)
                     end_hook(acc / steps)
-                vl = mean_task_loss(model, loss, val, eval_chunk) if val is not None else acc / steps
+                vl = mean_task_loss(model, loss, val, val_chunk) if val is not None else acc / steps
                 host = torch.cat([acc / steps, vl]).cpu().numpy()  # the epoch's one sync
                 tr_l, va_l = host[:T], host[T:]
                 hist.train_loss.append(tr_l)

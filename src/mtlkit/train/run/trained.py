@@ -84,7 +84,8 @@ class Run:
         starts = np.concatenate([[0], np.cumsum(dd.counts)])  # each task's first cell in the output
         seen = np.zeros(dd.n_tasks, dtype=np.int64)
         out = np.zeros((int(starts[-1]), *(() if spec.kind in ("regression", "binary") else (spec.n_outputs,))))
-        for b in dd.chunks(chunk if chunk is not None else dd.chunk_width()):
+        width = chunk if chunk is not None else dd.chunk_width(at_least=int(self.hparams.get("batch_size", 1)))
+        for b in dd.chunks(width):
             link = self.loss.link(as_output(self.model(b.x)).pred).float()
             m = b.mask.cpu().numpy()
             dest = (starts[:-1, None] + seen[:, None] + np.cumsum(m, axis=1) - 1)[m]
