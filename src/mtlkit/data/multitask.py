@@ -50,6 +50,7 @@ from mtlkit.data.spec import KINDS, DataInfo, TaskSpec
 from mtlkit.errors import DataError
 
 if TYPE_CHECKING:
+    from mtlkit.data.ranks import Ranks
     from mtlkit.data.splits import Split
     from mtlkit.data.tensors import DeviceData
     from mtlkit.data.transforms import FeatureTransform
@@ -247,7 +248,7 @@ class MultiTaskData:
         categorical: bool | Sequence[str] = False,
         stream: bool | None = None,
         spill_dir: str | Path | None = None,
-        distributed: Any = False,
+        distributed: bool | Ranks = False,
         **kwargs: Any,
     ) -> MultiTaskData:
         """Read a CSV or Parquet file (or a folder of Parquet files) with one row per example, a task column and
@@ -271,9 +272,10 @@ class MultiTaskData:
         if distributed:  # the ranks take the same road (or all stop): a rank that streams waits for the others
             from mtlkit.data.ranks import agree_on_path, resolve_ranks
 
-            distributed = resolve_ranks(distributed)
-            if distributed is not None:
-                agree_on_path(distributed, p)
+            ranks = resolve_ranks(distributed)
+            if ranks is not None:
+                agree_on_path(ranks, p)
+            distributed = ranks or False  # resolved once: no second gather of the machines
         if stream is None:
             stream = p.is_dir()
         if stream:

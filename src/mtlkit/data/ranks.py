@@ -72,7 +72,7 @@ def torch_ranks() -> Ranks:
     return Ranks(rank=dist.get_rank(), hosts=tuple(gather(machine_id())), gather=gather)
 
 
-def resolve_ranks(distributed: Any) -> Ranks | None:
+def resolve_ranks(distributed: bool | Ranks) -> Ranks | None:
     """The `Ranks` a ``distributed`` argument names: itself, or the torch.distributed group's for True (a
     collective); None for a single process."""
     if not distributed:

@@ -35,11 +35,14 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mtlkit.errors import DataError
+
+if TYPE_CHECKING:
+    from mtlkit.data.ranks import Ranks
 
 #: Rows one Parquet batch read holds.
 BATCH_ROWS = 65536
@@ -236,7 +239,8 @@ def _plan(path: Path, task: str, target: str, features: Sequence[str] | None, ca
 
 def read_parquet_stream(cls: Any, path: str | Path, task: str, target: str, features: Sequence[str] | None = None,
                         kind: str | None = None, categorical: bool | Sequence[str] = False,
-                        spill: str | Path | None = None, distributed: Any = False, **kwargs: Any) -> Any:
+                        spill: str | Path | None = None, distributed: bool | Ranks = False,
+                        **kwargs: Any) -> Any:
     """`MultiTaskData.from_table(..., stream=True)` on a Parquet file or folder: one pass over the record batches
     validates every cell (numeric, finite, no blanks; data rows counted from 1 across the files in the data set's
     order), collects the task ids and targets, and writes the features to a memory-mapped float64 file.
