@@ -298,15 +298,22 @@ def test_issue_example_holds_the_rows_not_the_padding() -> None:
 
 
 @pytest.mark.parametrize("block_steps", [1, 3])
-def test_epoch_indices_replayed_in_blocks_are_the_same_draws(monkeypatch, block_steps: int) -> None:
-    """The sampler replays each task's permutations block by block (O(rows) memory, not T x B·steps): the
-    batches, a resumed epoch (`epoch(start)`) and the generator's state afterwards are those of one draw."""
+@pytest.mark.parametrize("perm_elements", [None, 7])
+def test_epoch_indices_replayed_in_blocks_are_the_same_draws(monkeypatch, block_steps: int,
+                                                             perm_elements: int | None) -> None:
+    """The sampler replays each task's permutations block by block (O(rows) memory, not T x B·steps), drawing a
+    task's permutations with one ``permuted`` call per block (``perm_elements``: a few rows per call): the
+    batches, a resumed epoch (`epoch(start)`) and the generator's state afterwards are those of one draw of
+    successive ``permutation(n)`` calls."""
     from mtlkit.data import sampler as sampler_mod
 
     data = _hetero(UNBALANCED, seed=11)
     dd = data.tensors()
     B = 4
     monkeypatch.setattr(sampler_mod, "BLOCK_INDICES", len(UNBALANCED) * B * block_steps)
+    monkeypatch.setattr(sampler_mod, "BLOCK_MIN_STEPS", 1)
+    if perm_elements is not None:
+        monkeypatch.setattr(sampler_mod, "PERMUTATION_ELEMENTS", perm_elements)
     ref = PaddedSampler(data, B, seed=7)
     new = TaskBatchSampler(dd, B, seed=7)
     for _ in range(2):  # two epochs: the generator ends each epoch where the single draw did
@@ -423,3 +430,18 @@ def test_large_mostly_missing_labels_are_stored_sparse() -> None:
     y, mask = dd.labels.gather(rows)
     np.testing.assert_array_equal(mask.numpy(), ~np.isnan(Y[rows.numpy()]).T)
     np.testing.assert_array_equal(y.numpy(), np.nan_to_num(Y[rows.numpy()]).T.astype(np.float32))
+
+
+@pytest.mark.parametrize(("n", "m"), [(1, 4), (10, 5), (37, 100), (1000, 3)])
+def test_permutations_are_successive_shuffles(n: int, m: int) -> None:
+    """`_permutations` (numpy's ``permuted`` by row) draws exactly what ``m`` successive ``shuffle(arange(n))``
+    calls draw, and leaves the generator where they leave it: the sampler's batches rest on it."""
+    from mtlkit.data.sampler import _permutations
+
+    ref, new = np.random.default_rng(3), np.random.default_rng(3)
+    want = np.stack([ref.permutation(n) for _ in range(m)])
+    assert np.array_equal(_permutations(new, n, m), want)
+    assert new.bit_generator.state == ref.bit_generator.state
+    advanced = np.random.default_rng(3)
+    _permutations(advanced, n, m, keep=False)
+    assert advanced.bit_generator.state == ref.bit_generator.state

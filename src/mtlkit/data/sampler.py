@@ -12,6 +12,28 @@ from mtlkit.data.tensors import Batch, DeviceData
 
 #: Row indices (T x B x steps) one block of an epoch's steps holds: 8 MiB of int64.
 BLOCK_INDICES = 1 << 20
+#: ... but at least this many steps per block (with many tasks a block of a few steps would make the replay a
+#: Python loop over the tasks thousands of times per epoch); 16 steps of int64 indices are 128 bytes per row of one
+#: step's batch, a third of its float32 features at d = 100.
+BLOCK_MIN_STEPS = 16
+
+
+#: Elements of one array of permutations `_permutations` draws at a time (8 MiB of int64).
+PERMUTATION_ELEMENTS = 1 << 20
+
+
+def _permutations(rng: np.random.Generator, n: int, m: int, keep: bool = True) -> np.ndarray:
+    """``m`` permutations of ``arange(n)`` as rows of an ``[m, n]`` array: the draws of ``m`` successive
+    ``shuffle(arange(n))`` calls (``permuted`` shuffles each row in turn with the same Fisher-Yates draws: tested),
+    in one call per `PERMUTATION_ELEMENTS` instead of ``m`` Python calls (an epoch of 10,000 small tasks draws
+    millions of them). ``keep=False``: only advance ``rng`` (the last block is returned, reused for each)."""
+    rows = max(1, PERMUTATION_ELEMENTS // max(1, n))
+    out = np.empty((m if keep else min(m, rows), n), dtype=np.int64)
+    for i in range(0, m, rows):
+        block = out[i:i + rows] if keep else out[:min(rows, m - i)]
+        block[:] = np.arange(n, dtype=np.int64)
+        rng.permuted(block, axis=1, out=block)
+    return out
 
 
 class TaskBatchSampler:
@@ -68,17 +90,16 @@ class TaskBatchSampler:
         task's rows are replayed block by block."""
         need = self.batch_size * self.steps
         states = []
-        buf = np.empty(int(self.data.counts.max()) if len(self.data.counts) else 0, dtype=np.int64)
         for n in self.data.counts:  # set-up per epoch, not per step
             states.append(self.rng.bit_generator.state)
-            for _ in range(-(-need // int(n))):
-                self.rng.shuffle(buf[:int(n)])  # the draws of permutation(n) (= shuffle of arange(n)), no allocation
+            _permutations(self.rng, int(n), -(-need // int(n)), keep=False)  # only the generator's advance
         return states
 
     def _index_blocks(self) -> Iterator[np.ndarray]:
-        """The epoch's row indices, ``[K, T, B]`` for K steps at a time (`BLOCK_INDICES` at most): the draws of
-        `_task_streams` replayed, so memory is O(rows + block), not O(T x B·steps). Each permutation is drawn
-        into one reused buffer (``permutation(n)`` is ``shuffle(arange(n))``) and copied into the block."""
+        """The epoch's row indices, ``[K, T, B]`` for K steps at a time (`BLOCK_INDICES` at most, unless that is
+        under `BLOCK_MIN_STEPS` steps): the draws of `_task_streams` replayed, so memory is O(rows + block), not
+        O(T x B·steps). A task's fresh permutations for a block are drawn in one call (`_permutations`;
+        ``permutation(n)`` is ``shuffle(arange(n))``)."""
         counts = self.data.counts
         T, B, S = len(counts), self.batch_size, self.steps
         gens = []
@@ -87,9 +108,7 @@ class TaskBatchSampler:
             g.bit_generator.state = st
             gens.append(g)
         left = [np.empty(0, dtype=np.int64) for _ in range(T)]  # each task's drawn, unused rows (< n_t)
-        n_max = int(counts.max()) if T else 0
-        ar, buf = np.arange(n_max, dtype=np.int64), np.empty(n_max, dtype=np.int64)
-        K = max(1, min(S, BLOCK_INDICES // max(1, T * B)))
+        K = max(1, min(S, max(BLOCK_MIN_STEPS, BLOCK_INDICES // max(1, T * B))))
         row_buf = np.empty(K * B, dtype=np.int64)
         for s0 in range(0, S, K):
             k = min(K, S - s0)
@@ -98,14 +117,10 @@ class TaskBatchSampler:
                 n, row, have = int(n), row_buf[:k * B], left[t]
                 pos = min(len(have), k * B)
                 row[:pos], rest = have[:pos], have[pos:]
-                while pos < k * B:  # ceil((kB - unused) / n) fresh permutations, as drawn before
-                    perm = buf[:n]
-                    perm[:] = ar[:n]
-                    gens[t].shuffle(perm)
-                    m = min(n, k * B - pos)
-                    row[pos:pos + m], rest = perm[:m], perm[m:]
-                    pos += m
-                left[t] = rest.copy()  # rest may view the shared buffer
+                if pos < k * B:  # ceil((kB - unused) / n) fresh permutations, as drawn before
+                    fresh = _permutations(gens[t], n, -(-(k * B - pos) // n)).reshape(-1)
+                    row[pos:], rest = fresh[:k * B - pos], fresh[k * B - pos:]
+                left[t] = rest.copy()  # rest views the permutations' array
                 out[:, t, :] = row.reshape(k, B)
             yield out
 
