@@ -107,6 +107,10 @@ def load_data_from_args(args: argparse.Namespace, default: str = "digits", distr
         with collect_notes() as notes:  # printed only once the table has loaded: an error stays one line
             data = MultiTaskData.from_table(args.data, task=args.task, target=args.target, kind=args.kind,
                                             categorical=args.categorical, distributed=distributed)
+        if distributed:  # every rank read it: rank 0 tells
+            import torch.distributed as dist
+
+            notes = notes if dist.get_rank() == 0 else []
         for note in notes:  # e.g. the inferred task kind and how to override it with --kind
             print(f"mtlkit: note: {note}", file=sys.stderr)
         return data
