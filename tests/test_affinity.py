@@ -280,3 +280,12 @@ def test_reproduce_affinity_quick_writes_its_results(tmp_path: Path) -> None:
     table = pd.read_csv(out / "affinity.csv")
     assert list(table["how"]) == ["lookahead", "gradient", "pairs", "learned"]
     assert table["ari_k"].between(-1, 1).all()
+
+
+def test_group_notes_name_small_groups_and_size_large_ones() -> None:
+    """A bench note names every task of a small group; a group of more than 12 tasks is its size and its ends."""
+    from mtlkit.experiments.affinity import _groups_text
+
+    names = [f"s{i}" for i in range(20)]
+    assert _groups_text([[0, 3], [1, 2]], names) == "s0+s3 | s1+s2"
+    assert _groups_text([list(range(1, 20)), [0]], names) == "19 tasks (s1+s2+s3+…+s19) | s0"

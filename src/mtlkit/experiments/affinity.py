@@ -334,6 +334,16 @@ def resolve_groups(spec: Any, split: Split, *, how: str = "lookahead", method: s
     return read_groups(Path(text), names), f"groups from {text}"
 
 
+def _groups_text(groups: Sequence[Sequence[int]], names: Sequence[str], most: int = 12) -> str:
+    """Groups as ``a+b | c+d``; a group of more than ``most`` tasks as its size and its first and last names."""
+    def one(g: Sequence[int]) -> str:
+        if len(g) <= most:
+            return "+".join(names[t] for t in g)
+        return f"{len(g)} tasks ({'+'.join(names[t] for t in g[:3])}+…+{names[g[-1]]})"
+
+    return " | ".join(one(g) for g in groups)
+
+
 def add_grouped(res: Any, splits: Sequence[tuple[str, Split]], methods: Sequence[str], groups: Any, *,
                 how: str = "lookahead", select: bool = True, grids: dict[str, dict[str, list[Any]]] | None = None,
                 hparams: dict[str, Any] | None = None, seed: int = 0, device: str | None = None,
@@ -355,8 +365,9 @@ def add_grouped(res: Any, splits: Sequence[tuple[str, Split]], methods: Sequence
     for i, (label, split) in enumerate(splits):
         grp, why = resolve_groups(groups, split, how=how, hparams=hparams, seed=seed + i, device=device,
                                   progress=False if progress is False else None)
-        text = " | ".join("+".join(split.train.spec.names[t] for t in g) for g in grp)
-        res.notes.append(f"groups on {label}: {text} — {why}")
+        names = split.train.spec.names
+        text = " | ".join("+".join(names[t] for t in g) for g in grp)
+        res.notes.append(f"groups on {label}: {_groups_text(grp, names)} — {why}")
         for m in shared:
             entry = registry.get(m)
             name = f"{entry.name}@groups"
