@@ -277,10 +277,13 @@ def read_parquet_stream(cls: Any, path: str | Path, task: str, target: str, feat
     if plan.categorical:  # a first pass over the categorical columns (every rank: all need the same columns)
         try:
             cats, problem = _categories(plan, scan), None
-        except Exception as e:
+        except Exception as e:  # pyarrow's errors as one line, like the feature pass's
+            problem = str(e) if isinstance(e, DataError) else \
+                f"cannot read {where} as Parquet: {str(e).splitlines()[0] if str(e) else e!r}"
             if ranks is None:
-                raise
-            problem = str(e) if isinstance(e, DataError) else f"cannot read {where} as Parquet: {e}"
+                if isinstance(e, DataError):
+                    raise
+                raise DataError(problem) from e
         if ranks is not None:
             raise_any(ranks, problem)
     names = [*numeric, *(f"{c}_{v}" for c, cs in zip(plan.categorical, cats, strict=True) for v in cs)]
