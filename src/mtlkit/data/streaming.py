@@ -181,7 +181,7 @@ def _plan(path: Path, task: str, target: str, features: Sequence[str] | None, ca
         import pyarrow.dataset as pads
     except ImportError as e:
         raise DataError("reading Parquet needs pyarrow: pip install 'mtlkit[parquet]'") from e
-    from mtlkit.data.table import _check_unique_columns
+    from mtlkit.data.table import _check_unique_columns, categorical_columns
 
     where = path.name
     if not path.exists():
@@ -211,15 +211,7 @@ def _plan(path: Path, task: str, target: str, features: Sequence[str] | None, ca
         t = schema.field(c).type
         return bool(pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t))
 
-    if categorical is True:
-        cat = [c for c in feats if not is_numeric(c)]
-    elif categorical is False:
-        cat = []
-    else:
-        cat = list(categorical)
-        unknown = [c for c in cat if c not in feats]
-        if unknown:
-            raise DataError(f"categorical column(s) {unknown} are not feature columns of {where}")
+    cat = categorical_columns(categorical, feats, is_numeric, where)
     if not is_numeric(target):
         raise DataError(f"target column {target!r} of {where} is not numeric (Parquet type "
                         f"{schema.field(target).type}); encode it first")

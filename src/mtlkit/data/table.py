@@ -8,7 +8,7 @@ when not given, is inferred by `mtlkit.data.multitask.infer_kind` with a note (s
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,21 @@ def _csv_header(path: Path, sep: str) -> list[str] | None:
             if any(cell.strip() for cell in row):
                 return row
     return None
+
+
+def categorical_columns(categorical: bool | Sequence[str], feats: Sequence[str], is_numeric: Callable[[str], bool],
+                        where: str) -> list[str]:
+    """The feature columns to one-hot encode: the non-numeric ones (``True``), none (``False``), or those named
+    (each must be a feature column of ``where``). Shared by the in-memory and the streaming reader."""
+    if categorical is True:
+        return [c for c in feats if not is_numeric(c)]
+    if categorical is False:
+        return []
+    cat = list(categorical)
+    unknown = [c for c in cat if c not in feats]
+    if unknown:
+        raise DataError(f"categorical column(s) {unknown} are not feature columns of {where}")
+    return cat
 
 
 def _check_unique_columns(names: Sequence[Any], where: str) -> None:
@@ -163,15 +178,9 @@ def read_table(cls: Any, path: str | Path, task: str, target: str, features: Seq
         raise DataError(f"the task column {task!r} of {where} has a blank cell in data row {int(np.argmax(blank)) + 1}"
                         + (f" (and {int(blank.sum()) - 1} more)" if blank.sum() > 1 else ""))
 
-    if categorical is True:
-        cat = [c for c in feats if not (pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c]))]
-    elif categorical is False:
-        cat = []
-    else:
-        cat = list(categorical)
-        unknown = [c for c in cat if c not in feats]
-        if unknown:
-            raise DataError(f"categorical column(s) {unknown} are not feature columns of {where}")
+    cat = categorical_columns(categorical, feats,
+                              lambda c: pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c]),
+                              where)
     hint = "; encode it, or pass categorical=True (CLI: --categorical) to one-hot it"
     numeric = {c: _numeric_column(df, c, "feature column", where, hint) for c in feats if c not in cat}
     for c in cat:
