@@ -70,6 +70,14 @@ def _text(values: np.ndarray) -> np.ndarray:
     return np.asarray(values).astype(str)
 
 
+def _blank(col: Any, values: np.ndarray) -> np.ndarray:
+    """Cells of an Arrow column with no value: null, or text that is only whitespace (``values``: its numpy form)."""
+    blank = np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    if values.dtype == object:
+        blank |= np.array([isinstance(v, str) and not v.strip() for v in values], dtype=bool)
+    return blank
+
+
 def row_group_owners(starts: np.ndarray, n: int) -> np.ndarray:
     """Which of ``n`` readers reads each row group's features (row groups starting at rows ``starts[:-1]`` of
     ``starts[-1]``): reader i the consecutive groups starting in rows ``[i N/n, (i+1) N/n)``, so each reads about
@@ -90,10 +98,8 @@ def _categories(plan: _Plan, scan: dict[str, Any]) -> list[np.ndarray]:
             for k in range(len(plan.categorical)):
                 col = batch.column(k)
                 v = col.to_numpy(zero_copy_only=False)
-                blank = np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-                if v.dtype == object:
-                    blank |= np.array([isinstance(x, str) and not x.strip() for x in v], dtype=bool)
-                elif v.dtype.kind == "f":  # NaN: no value (pandas' isna), not a category
+                blank = _blank(col, v)
+                if v.dtype.kind == "f":  # NaN: no value (pandas' isna), not a category
                     blank |= np.isnan(v)
                 if blank.any():
                     if not blanks[k]:
@@ -126,9 +132,7 @@ def _read_row_group(group: Any, columns: list[str], o: int, scan: dict[str, Any]
             continue
         tcol = batch.column(0)
         tv = tcol.to_numpy(zero_copy_only=False)
-        blank = np.asarray(tcol.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-        if tv.dtype == object:
-            blank |= np.array([isinstance(v, str) and not v.strip() for v in tv], dtype=bool)
+        blank = _blank(tcol, tv)
         if blank.any():
             raise DataError(f"the task column {task!r} of {where} has a blank cell in data row "
                             f"{o + int(np.argmax(blank)) + 1}")
