@@ -122,7 +122,7 @@ def shared_spill_array(shape: tuple[int, ...], dtype: Any, directory: str, ranks
             made = (name, None)
         except OSError as e:
             made = (None, f"rank {ranks.rank} cannot create a {nbytes / 2**20:.0f} MiB file in {directory}: {e}")
-    names = ranks.gather(made)
+    names = ranks.gather(made)  # one collective for the name and any rank's failure to make it
     failed = [e for _, e in names if e]
     if failed:
         raise DataError(failed[0])
@@ -135,11 +135,10 @@ def shared_spill_array(shape: tuple[int, ...], dtype: Any, directory: str, ranks
     except (OSError, ValueError) as e:
         problem = (f"rank {ranks.rank} cannot open {path}, which rank {lead} on the same machine made ({e}): the "
                    "spill directory must be one the ranks of a machine share ($MTLKIT_SPILL_DIR)")
-    opened = ranks.gather(problem)  # every rank has it mapped (or has failed): the name can go
-    if ranks.rank == lead:
-        os.unlink(path)
-    failed = [e for e in opened if e]
-    if failed:
-        raise DataError(failed[0])
+    try:
+        raise_any(ranks, problem)  # every rank has it mapped (or has failed): the name can go
+    finally:
+        if ranks.rank == lead:
+            os.unlink(path)
     assert arr is not None
     return arr
