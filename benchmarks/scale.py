@@ -298,26 +298,54 @@ def write_parquet_folder(folder: Path, rows: int, tasks: int, files: int = 8, se
     return sum(f.stat().st_size for f in folder.glob("*.parquet"))
 
 
-def _watch(pid: int, peaks: dict, stop) -> None:
-    """Poll /proc/PID/status every 0.1 s for the highest VmData (what RLIMIT_DATA caps), RssAnon and RssFile."""
-    keys = {"VmData": "vmdata_mb", "RssAnon": "rss_anon_mb", "RssFile": "rss_file_mb", "VmHWM": "peak_rss_mb"}
+#: What `run_capped` polls: /proc/PID/status, the highest VmData (what RLIMIT_DATA caps), RssAnon and RssFile.
+STATUS_KEYS = {"VmData": "vmdata_mb", "RssAnon": "rss_anon_mb", "RssFile": "rss_file_mb", "VmHWM": "peak_rss_mb"}
+#: What `run_ranks` polls: /proc/PID/smaps_rollup, whose Pss splits shared pages between their sharers, so the sum
+#: over processes is what they cost the machine.
+ROLLUP_KEYS = {"Pss": "pss_mb", "Pss_File": "pss_file_mb", "Pss_Anon": "pss_anon_mb", "Rss": "rss_mb"}
+
+
+def _watch(pids, source: str, keys: dict, every: float, peaks: dict, stop) -> None:
+    """Until ``stop``: every ``every`` s, sum ``keys`` (kB lines of /proc/PID/``source``) over the processes
+    ``pids()`` and keep each sum's highest value (MB) in ``peaks``."""
     while not stop.is_set():
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                k = line.split(":")[0]
-                if k in keys:
-                    peaks[keys[k]] = max(peaks.get(keys[k], 0.0), int(line.split()[1]) / 1024)
-        except OSError:
-            return
-        stop.wait(0.1)
+        total: dict = {}
+        for pid in pids():
+            try:
+                for line in Path(f"/proc/{pid}/{source}").read_text().splitlines():
+                    k = line.split(":")[0]
+                    if k in keys:
+                        total[keys[k]] = total.get(keys[k], 0.0) + int(line.split()[1]) / 1024
+            except OSError:
+                continue
+        for k, v in total.items():
+            peaks[k] = max(peaks.get(k, 0.0), v)
+        stop.wait(every)
+
+
+def _run_watched(cmd: list[str], env: dict, watch: tuple, **popen) -> tuple:
+    """Run ``cmd`` to its end while `_watch` polls it (``watch``: pids-of-the-process function, source, keys,
+    interval); returns the process, its stdout and stderr, the peaks and the wall seconds."""
+    import threading
+
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    pids, source, keys, every = watch
+    peaks: dict = {}
+    stop = threading.Event()
+    th = threading.Thread(target=_watch, args=(lambda: pids(proc.pid), source, keys, every, peaks, stop),
+                          daemon=True)
+    th.start()
+    stdout, stderr = proc.communicate()
+    stop.set()
+    th.join()
+    return proc, stdout, stderr, peaks, time.perf_counter() - t0
 
 
 def run_capped(folder: Path, cap_mb: int, stream: bool, out: Path, threads: int, epochs: int) -> dict:
     """`mtlkit bench --data FOLDER` (hard-share, 1 split, no selection) in a subprocess whose private writable
     memory (heap, anonymous maps: RLIMIT_DATA, as `prlimit --data`) is capped at ``cap_mb``; ``stream=False``
     reads the folder into memory instead (the control: it should not fit)."""
-    import threading
-
     code = ("import sys; from mtlkit.cli import main; sys.exit(main(sys.argv[1:]))" if stream else
             "import sys, mtlkit.data.multitask as m; f = m.MultiTaskData.from_table; "
             "m.MultiTaskData.from_table = classmethod(lambda c, *a, **k: f.__func__(c, *a, stream=False, **k)); "
@@ -333,18 +361,11 @@ def run_capped(folder: Path, cap_mb: int, stream: bool, out: Path, threads: int,
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_DATA, (cap, cap))
 
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, preexec_fn=limit, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peaks: dict = {}
-    stop = threading.Event()
-    th = threading.Thread(target=_watch, args=(proc.pid, peaks, stop), daemon=True)
-    th.start()
-    stdout, stderr = proc.communicate()
-    stop.set()
-    th.join()
+    proc, stdout, stderr, peaks, secs = _run_watched(cmd, env, (lambda pid: [pid], "status", STATUS_KEYS, 0.1),
+                                                     preexec_fn=limit)
     tail = (stderr.strip().splitlines() or stdout.strip().splitlines() or ["?"])[-1]
     return {"read": "streamed" if stream else "in memory", "cap_mb": cap_mb, "returncode": proc.returncode,
-            "seconds": time.perf_counter() - t0, **{k: round(v) for k, v in peaks.items()}, "last_line": tail[:200]}
+            "seconds": secs, **{k: round(v) for k, v in peaks.items()}, "last_line": tail[:200]}
 
 
 def _children(pid: int) -> list[int]:
@@ -361,33 +382,10 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def _watch_ranks(root: int, ranks: int, peaks: dict, stop) -> None:
-    """Poll every 0.2 s the data-holding processes (``root`` alone, or torchrun ``root``'s ranks) for the sums of
-    their Pss, Pss_File and Pss_Anon (/proc/PID/smaps_rollup: shared pages split between their sharers, so the sum
-    is what the processes cost the machine) and RssFile; keep each sum's highest value."""
-    keys = {"Pss": "pss_mb", "Pss_File": "pss_file_mb", "Pss_Anon": "pss_anon_mb", "Rss": "rss_mb"}
-    while not stop.is_set():
-        pids = [root] if ranks == 1 else _children(root)
-        total: dict = {}
-        for pid in pids:
-            try:
-                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                    k = line.split(":")[0]
-                    if k in keys:
-                        total[keys[k]] = total.get(keys[k], 0.0) + int(line.split()[1]) / 1024
-            except OSError:
-                continue
-        for k, v in total.items():
-            peaks[k] = max(peaks.get(k, 0.0), v)
-        stop.wait(0.2)
-
-
 def run_ranks(folder: Path, ranks: int, shared: bool, out: Path, threads: int, epochs: int) -> dict:
     """`mtlkit train hard-share --data FOLDER` alone (``ranks`` = 1) or under ``torchrun --nproc_per_node=ranks
     ... --distributed``, the ranks reading the folder together (``shared``) or each all of it (what every rank did
-    before they shared the reading); wall seconds and the peak sums of `_watch_ranks`."""
-    import threading
-
+    before they shared the reading); wall seconds and the peak sums over the ranks of `ROLLUP_KEYS`."""
     out.mkdir(parents=True, exist_ok=True)
     script = out / "train.py"
     patch = "" if shared else (
@@ -403,18 +401,11 @@ def run_ranks(folder: Path, ranks: int, shared: bool, out: Path, threads: int, e
     cmd = [*launch, str(script), *args, *([] if ranks == 1 else ["--distributed"])]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "ARROW_DEFAULT_MEMORY_POOL": "system",
            "MTLKIT_SPILL_DIR": str(out)}
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peaks: dict = {}
-    stop = threading.Event()
-    th = threading.Thread(target=_watch_ranks, args=(proc.pid, ranks, peaks, stop), daemon=True)
-    th.start()
-    stdout, stderr = proc.communicate()
-    stop.set()
-    th.join()
+    pids = (lambda pid: [pid]) if ranks == 1 else _children  # the ranks, not torchrun's agent
+    proc, stdout, stderr, peaks, secs = _run_watched(cmd, env, (pids, "smaps_rollup", ROLLUP_KEYS, 0.2))
     last = [ln for ln in stdout.splitlines() if ln.startswith("mean test")] or stderr.strip().splitlines()[-1:] or ["?"]
     return {"ranks": ranks, "read": "shared" if shared or ranks == 1 else "each rank all",
-            "returncode": proc.returncode, "seconds": round(time.perf_counter() - t0, 1),
+            "returncode": proc.returncode, "seconds": round(secs, 1),
             **{k: round(v) for k, v in peaks.items()}, "last_line": last[-1][:200]}
 
 
